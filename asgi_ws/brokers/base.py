@@ -1,0 +1,128 @@
+"""The broker interface: how messages of a room reach the other worker processes.
+
+Small on purpose (as broadcaster's backends are). A broker carries opaque ``bytes`` on named
+channels; :class:`~asgi_ws.rooms.Rooms` does everything else (one subscription per room per
+process, encoding once, local fan-out, presence).
+
+The contract every broker meets, checked by ``tests/brokers/conformance.py``:
+
+- ``connect(deliver, on_event)`` connects or raises :class:`~asgi_ws.exceptions.BrokerUnavailable`
+  naming the URL (never its password). From then on every message published on a channel this
+  broker subscribes to is passed to ``deliver(channel, payload)``, on the event loop, in the
+  order the broker received it from each publisher. Own publishes are delivered too.
+- Channel names are any non-empty string of at most 256 characters; payloads any bytes, of any
+  size the backend can carry (PostgreSQL's NOTIFY limit is worked around, not imposed).
+- ``subscribe``/``unsubscribe`` are idempotent; concurrent first subscribes all take effect.
+- When the connection to the backend is lost, the broker reconnects with exponential backoff,
+  restores its subscriptions, and reports ``BrokerEvent("disconnected", ...)`` then
+  ``BrokerEvent("reconnected", ..., lost_seconds=...)``; messages published meanwhile may be
+  lost (pub/sub backends keep nothing), which is why the loss window is reported.
+- ``close()`` is idempotent; using the broker afterwards raises ``BrokerClosed``.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+Deliver = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEvent:
+    """Something that happened to a broker's connection.
+
+    Attributes:
+        kind: ``"disconnected"`` (the backend connection was lost; reconnecting) or
+            ``"reconnected"`` (connected again, subscriptions restored).
+        url: the broker URL, without password.
+        error: what broke the connection, for ``disconnected``.
+        lost_seconds: how long the broker could not receive, for ``reconnected``: messages
+            published in that window may be lost.
+    """
+
+    kind: Literal["disconnected", "reconnected"]
+    url: str
+    error: str | None = None
+    lost_seconds: float | None = None
+
+
+OnEvent = Callable[[BrokerEvent], None]
+
+
+class Broker(abc.ABC):
+    """Base class of every broker; see the module docstring for the contract."""
+
+    #: Scheme(s) of the URLs this broker serves, e.g. ``("redis", "rediss")``.
+    schemes: tuple[str, ...] = ()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs and errors."""
+        return redact_url(self.url)
+
+    @abc.abstractmethod
+    async def connect(self, deliver: Deliver, on_event: OnEvent | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @abc.abstractmethod
+    async def subscription_count(self) -> int:
+        """How many channels this broker is subscribed to, asked of the backend where it can be."""
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0] + ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def backoff_delays(base: float = 0.1, cap: float = 10.0) -> Callable[[int], float]:
+    """Full-jitter exponential backoff: the delay before reconnect attempt ``n`` (from 0)."""
+
+    def delay(attempt: int) -> float:
+        return random.uniform(0, min(cap, base * 2**attempt))
+
+    return delay
+
+
+MAX_CHANNEL_LENGTH = 256
+
+
+def check_channel(channel: str) -> None:
+    """Raise ValueError for a channel name outside the contract (empty, too long, not a string)."""
+    if not isinstance(channel, str) or not channel or len(channel) > MAX_CHANNEL_LENGTH:
+        raise ValueError(f"channel names are non-empty strings of at most {MAX_CHANNEL_LENGTH} characters")
+
+
+__all__ = [
+    "MAX_CHANNEL_LENGTH",
+    "Broker",
+    "BrokerEvent",
+    "Deliver",
+    "OnEvent",
+    "backoff_delays",
+    "check_channel",
+    "redact_url",
+]

@@ -1,0 +1,391 @@
+"""``nats://`` and ``tls://``: NATS core pub/sub through nats-py, for processes on any number of hosts.
+
+NATS core is at-most-once and keeps nothing, as Redis pub/sub: that is what the broker contract
+asks for (an outage's loss window is reported, not hidden). JetStream is not used.
+
+Each channel is one subject, ``<prefix>.<escaped name>`` (:func:`channel_subject`), and one
+nats-py subscription. nats-py feeds each subscription's callback from a bounded pending queue in
+a task of its own; the callback here calls ``deliver`` directly, with no queue or task of ours.
+A payload over the server's ``max_payload`` is sent as chunks carrying an ``Asgi-Ws-Chunk``
+header and joined again on receipt (:class:`Reassembler`). URLs, limits and tuning are in
+``docs/brokers/nats.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.errors import OutboundBufferLimitError, SlowConsumerError, StaleConnectionError, UnexpectedEOF
+
+from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
+from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, redact_url
+
+if TYPE_CHECKING:
+    from nats.aio.client import Server
+
+logger = logging.getLogger("asgi_ws.brokers.nats")
+
+CHUNK_HEADER = "Asgi-Ws-Chunk"  # "<message id> <index>/<count>"
+_HEADER_ROOM = 256  # bytes of max_payload left to a chunk's header block
+_SAFE_NAME = re.compile(r"[A-Za-z0-9-]+")
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+_DEFAULTS = {  # URL query options: see docs/brokers/nats.md
+    "pending_msgs": 65_536,
+    "pending_bytes": 64 * 1024 * 1024,
+    "outbound_buffer": 2 * 1024 * 1024,
+    "max_message": 16 * 1024 * 1024,
+}
+_OWN_OPTIONS = {"servers", "allow_reconnect", "max_reconnect_attempts", "reconnect_time_wait", "pending_size"}
+_OWN_OPTIONS |= {"error_cb", "disconnected_cb", "reconnected_cb", "closed_cb", "reconnect_to_server_handler"}
+# Newer nats-py (2.16 has it) lets a handler choose the delay before each reconnection attempt (backoff with jitter).
+_HAS_RECONNECT_HANDLER = "reconnect_to_server_handler" in inspect.signature(Client.connect).parameters
+
+
+def channel_subject(prefix: str, channel: str) -> str:
+    """The NATS subject of ``channel``: ``prefix``, a dot, then the name as one token.
+
+    The name's UTF-8 bytes are kept when in ``A-Z a-z 0-9 -`` and written ``_XX`` (hex) otherwise,
+    ``_`` included, so the token is a valid subject token (no dot, space or wildcard) and
+    distinct names never share a subject. ``room-1`` → ``asgi_ws.room-1``; ``a.b`` → ``asgi_ws.a_2Eb``.
+    """
+    if _SAFE_NAME.fullmatch(channel):
+        return f"{prefix}.{channel}"
+    data = channel.encode("utf-8", "surrogatepass")
+    return prefix + "." + "".join(chr(b) if b in _SAFE_BYTES else f"_{b:02X}" for b in data)
+
+
+class Reassembler:
+    """Joins chunked messages, holding at most ``limit`` bytes of incomplete ones.
+
+    A message one of whose chunks was lost (NATS core is at-most-once) is dropped, as is the least
+    recently extended incomplete message when ``limit`` is exceeded; ``dropped`` counts them.
+    """
+
+    MAX_PENDING = 1024  # incomplete and broken messages tracked at most
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self._parts: dict[str, list[bytes]] = {}
+        self._held = 0
+        self._broken: dict[str, None] = {}  # ids whose remaining chunks are ignored
+
+    def add(self, header: str, chunk: bytes) -> bytes | None:
+        """Take one chunk; return the whole payload on its last chunk, else None.
+
+        Raises:
+            ValueError: ``header`` is not ``"<message id> <index>/<count>"``.
+        """
+        msg_id, _, position = header.partition(" ")
+        index_text, _, count_text = position.partition("/")
+        index, count = int(index_text), int(count_text)
+        if not msg_id or not 0 <= index < count:
+            raise ValueError(f"malformed {CHUNK_HEADER} header: {header!r}")
+        last = index == count - 1
+        if msg_id in self._broken:
+            if last:
+                del self._broken[msg_id]
+            return None
+        parts = self._parts.pop(msg_id, [])
+        if len(parts) != index:
+            self._held -= sum(map(len, parts))
+            self._drop(msg_id, "a chunk is missing", last)
+            return None
+        parts.append(chunk)
+        if last:
+            payload = b"".join(parts)
+            self._held -= len(payload) - len(chunk)
+            return payload
+        self._parts[msg_id] = parts  # re-inserted: the dict's order is least recently extended first
+        self._held += len(chunk)
+        while self._held > self.limit or len(self._parts) > self.MAX_PENDING:
+            oldest = next(iter(self._parts))
+            self._held -= sum(map(len, self._parts.pop(oldest)))
+            self._drop(oldest, f"over the reassembly limit of {self.limit} bytes", False)
+        return None
+
+    def _drop(self, msg_id: str, why: str, last: bool) -> None:
+        self.dropped += 1
+        logger.warning("a chunked NATS message was dropped (%s); %d dropped so far", why, self.dropped)
+        if not last:
+            self._broken[msg_id] = None
+            while len(self._broken) > self.MAX_PENDING:
+                del self._broken[next(iter(self._broken))]
+
+
+class NatsBroker(Broker):
+    """NATS core pub/sub: ``nats://[user:password@]host[:port][,host[:port]...][?prefix=...]``, or ``tls://``.
+
+    Args:
+        url: the servers, the credentials (``user:password@`` or ``token@``, percent-encoded) and
+            the options ``prefix``, ``pending_msgs``, ``pending_bytes``, ``outbound_buffer`` and
+            ``max_message`` (docs/brokers/nats.md).
+        **nats_options: more keyword arguments for ``nats.connect``: ``tls=`` (an SSLContext),
+            ``user_credentials=``, ``ping_interval=``... Reconnection, callbacks and buffers are
+            the broker's own.
+
+    Raises:
+        ConfigurationError: the URL or an option is invalid.
+    """
+
+    schemes = ("nats", "tls")
+
+    def __init__(self, url: str, **nats_options: Any) -> None:
+        super().__init__(url)
+        parts = urlsplit(url)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        if parts.scheme.lower() not in self.schemes or not all(hosts.split(",")):
+            raise ConfigurationError(f"a NATS URL is nats://host[:port][,host...] or tls://..., not {self.safe_url!r}")
+        self.servers = [f"{parts.scheme.lower()}://{host}" for host in hosts.split(",")]
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(options.keys() - _DEFAULTS.keys() - {"prefix"})
+        if unknown:
+            raise ConfigurationError(f"unknown NATS broker URL option(s) {unknown}: see docs/brokers/nats.md")
+        reserved = sorted(nats_options.keys() & _OWN_OPTIONS)
+        if reserved:
+            raise ConfigurationError(f"the NATS broker sets {reserved} itself: see docs/brokers/nats.md")
+        self.prefix = options.pop("prefix", "asgi_ws")
+        if not _PREFIX.fullmatch(self.prefix) or len(self.prefix) > 128:
+            raise ConfigurationError(f"prefix={self.prefix!r}: use dot-separated tokens of A-Z a-z 0-9 _ -")
+        limits = {name: options.get(name, str(default)) for name, default in _DEFAULTS.items()}
+        if not all(value.isdigit() and int(value) > 0 for value in limits.values()):
+            raise ConfigurationError(f"{', '.join(_DEFAULTS)} are positive integers (bytes or messages)")
+        self.pending_msgs, self.pending_bytes, self.outbound_buffer, self.max_message = map(int, limits.values())
+        self._options: dict[str, Any] = {"name": f"asgi_ws pid {os.getpid()}", "connect_timeout": 2}
+        self._options |= {"ping_interval": 10, "max_outstanding_pings": 2, **nats_options}
+        if userinfo:
+            user, has_password, password = userinfo.partition(":")
+            auth = {"user": unquote(user), "password": unquote(password)} if has_password else {"token": unquote(user)}
+            self._options |= auth
+        self._secret = self._options.get("password") or self._options.get("token")
+        self._nc: Client | None = None
+        self._deliver: Deliver | None = None
+        self._on_event: OnEvent | None = None
+        self._subs: dict[str, Subscription | None] = {}  # None: being subscribed
+        self._closed = False
+        self._down_since: float | None = None
+        self._last_error: str | None = None
+        self._attempts = 0
+        self._backoff = backoff_delays(cap=5.0)
+        self._ids = (f"{uuid.uuid4().hex}-{n}" for n in itertools.count())
+        self._reassembler = Reassembler(4 * self.max_message)
+        self.slow_consumer_drops = 0  # messages nats-py dropped: a subscription's pending queue was full
+        self._next_slow_log = 0.0
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, or its token (``nats://token@host``)."""
+        parts = urlsplit(self.url)
+        if "@" in parts.netloc and parts.password is None:
+            return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+        return redact_url(self.url)
+
+    def _describe(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return text.replace(self._secret, "***") if self._secret else text
+
+    async def connect(self, deliver: Deliver, on_event: OnEvent | None = None) -> None:
+        """Connect to the first server that answers, or raise BrokerUnavailable within seconds.
+
+        Start-up tries each server twice, a second apart; once connected, reconnection never
+        gives up (exponential backoff with full jitter, capped at 5 s).
+        """
+        if self._closed:
+            raise BrokerClosed("this broker was closed")
+        if self._nc is not None:
+            raise BrokerError(f"this broker is already connected to {self.safe_url}")
+        self._deliver, self._on_event = deliver, on_event
+        own: dict[str, Any] = {"allow_reconnect": True, "max_reconnect_attempts": 1, "reconnect_time_wait": 1}
+        own |= {"pending_size": self.outbound_buffer, "error_cb": self._on_error, "closed_cb": self._on_closed}
+        own |= {"disconnected_cb": self._on_disconnected, "reconnected_cb": self._on_reconnected}
+        if _HAS_RECONNECT_HANDLER:
+            own["reconnect_to_server_handler"] = self._next_server
+        try:
+            nc = await nats.connect(self.servers, **self._options, **own)
+        except (OSError, asyncio.TimeoutError, NatsError) as exc:
+            reason = self._last_error or self._describe(exc)
+            raise BrokerUnavailable(f"cannot connect to NATS at {self.safe_url}: {reason}") from exc
+        # Fail fast at start-up (above), never give up afterwards: nats-py reads its options live.
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = 2  # used only by a nats-py without that handler
+        self._nc, self._last_error = nc, None
+
+    async def close(self) -> None:
+        """Close the connection, flushing what is buffered if connected; idempotent."""
+        self._closed = True
+        nc, self._nc = self._nc, None
+        subs = [sub for sub in self._subs.values() if sub is not None]
+        self._subs.clear()
+        if nc is None or nc.is_closed:
+            return
+        try:
+            if not nc.is_connected:  # nats-py's close() fails midway in an outage: stop the subscriptions first
+                for sub in subs:
+                    await sub.unsubscribe()
+            await nc.close()
+        except (OSError, NatsError) as exc:  # it flushes its outbound buffer to the dead socket
+            logger.debug("NATS connection to %s closed with an error: %s", self.safe_url, self._describe(exc))
+
+    def _check(self) -> Client:
+        if self._closed or self._nc is None:
+            raise BrokerClosed("the broker is closed" if self._closed else "the broker is not connected")
+        return self._nc
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """Publish ``payload``; above the server's ``max_payload`` it is sent in chunks, in order.
+
+        During an outage the message waits in nats-py's outbound buffer and is sent on reconnection.
+
+        Raises:
+            BrokerClosed: the broker is closed.
+            ValueError: the channel name is invalid, or the payload exceeds ``max_message``.
+            BrokerError: NATS is unreachable and the outbound buffer is full, or nats-py closed
+                the connection for good.
+        """
+        nc = self._check()
+        check_channel(channel)
+        subject = channel_subject(self.prefix, channel)
+        try:
+            if len(payload) <= nc.max_payload:
+                await nc.publish(subject, payload)
+                return
+            if len(payload) > self.max_message:
+                raise ValueError(f"{len(payload)} bytes is over max_message={self.max_message} bytes")
+            step = nc.max_payload - _HEADER_ROOM
+            count, msg_id = -(-len(payload) // step), next(self._ids)
+            for index, start in enumerate(range(0, len(payload), step)):
+                headers = {CHUNK_HEADER: f"{msg_id} {index}/{count}"}
+                await nc.publish(subject, payload[start : start + step], headers=headers)
+        except OutboundBufferLimitError as exc:
+            raise BrokerError(
+                f"NATS at {self.safe_url} is unreachable and outbound_buffer={self.outbound_buffer} bytes is full"
+            ) from exc
+        except NatsError as exc:
+            raise BrokerError(f"cannot publish to NATS at {self.safe_url}: {self._describe(exc)}") from exc
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe to ``channel``; idempotent."""
+        nc = self._check()
+        check_channel(channel)
+        if channel in self._subs:
+            return
+        self._subs[channel] = None  # nats-py queues the SUB before its first await: later PUBs follow it
+        subject, on_message = channel_subject(self.prefix, channel), self._handler(channel)
+        # nats-py drops a message that takes a subscription's pending bytes to the limit: keep it above max_payload.
+        max_bytes = max(self.pending_bytes, 2 * nc.max_payload)
+        try:
+            sub = await nc.subscribe(
+                subject, cb=on_message, pending_msgs_limit=self.pending_msgs, pending_bytes_limit=max_bytes
+            )
+        except NatsError as exc:
+            self._subs.pop(channel, None)
+            raise BrokerError(f"cannot subscribe on NATS at {self.safe_url}: {self._describe(exc)}") from exc
+        if channel in self._subs and self._subs[channel] is None:
+            self._subs[channel] = sub
+        elif not self._closed:  # unsubscribed meanwhile
+            await sub.unsubscribe()
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Unsubscribe from ``channel``; idempotent. Messages still pending for it are discarded."""
+        self._check()
+        sub = self._subs.pop(channel, None)
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except NatsError as exc:
+                raise BrokerError(f"cannot unsubscribe on NATS at {self.safe_url}: {self._describe(exc)}") from exc
+
+    async def subscription_count(self) -> int:
+        """The live subscriptions of this broker's connection, counted client-side.
+
+        The server's monitoring endpoint (``/connz?subs=1``) is often disabled or firewalled.
+        """
+        return len(self._subs)
+
+    def _handler(self, channel: str) -> Callable[[Msg], Awaitable[None]]:
+        deliver = self._deliver
+        assert deliver is not None, "subscribe() is only possible after connect()"
+        reassembler = self._reassembler
+
+        async def on_message(msg: Msg) -> None:
+            payload: bytes | None = msg.data
+            if msg.headers and CHUNK_HEADER in msg.headers:
+                try:
+                    payload = reassembler.add(msg.headers[CHUNK_HEADER], msg.data)
+                except ValueError as exc:
+                    logger.warning("NATS message on %r dropped: %s", channel, exc)
+                    return
+            if payload is not None:
+                try:
+                    deliver(channel, payload)
+                except Exception:
+                    logger.exception("deliver() failed for a NATS message on channel %r", channel)
+
+        return on_message
+
+    def _next_server(self, servers: list[Server], info: dict[str, Any]) -> tuple[Server | None, float]:
+        attempt, self._attempts = self._attempts, self._attempts + 1
+        return servers[attempt % len(servers)], self._backoff(min(attempt, 30))
+
+    def _emit(self, event: BrokerEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("the broker's on_event callback failed")
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            self.slow_consumer_drops += 1
+            if time.monotonic() >= self._next_slow_log:  # at most one line per 10 s
+                self._next_slow_log = time.monotonic() + 10
+                logger.warning(
+                    "NATS slow consumer: %d message(s) dropped so far (latest on %s): deliver() fell behind "
+                    "by pending_msgs=%d or pending_bytes=%d",
+                    *(self.slow_consumer_drops, exc.subject, self.pending_msgs, self.pending_bytes),
+                )
+            return
+        self._last_error = self._describe(exc)
+        connection_error = isinstance(exc, (OSError, asyncio.TimeoutError, UnexpectedEOF, StaleConnectionError))
+        up = self._nc is not None and self._down_since is None
+        logger.log(logging.DEBUG if connection_error or not up else logging.WARNING, "NATS: %s", self._last_error)
+
+    async def _on_disconnected(self) -> None:
+        if self._closed or self._nc is None or self._down_since is not None:
+            return  # our own close, the start-up attempts, or the same outage
+        self._down_since = time.monotonic()
+        error = self._last_error or "connection lost"
+        logger.warning("NATS connection to %s lost (%s); reconnecting", self.safe_url, error)
+        self._emit(BrokerEvent("disconnected", url=self.safe_url, error=error))
+
+    async def _on_reconnected(self) -> None:
+        lost = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+        self._down_since, self._attempts, self._last_error = None, 0, None
+        logger.warning(
+            "NATS connection to %s restored after %.1f s: messages of that time may be lost", self.safe_url, lost
+        )
+        self._emit(BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
+
+    async def _on_closed(self) -> None:
+        if not self._closed and self._nc is not None:  # nats-py gave up (a fatal -ERR from the server)
+            logger.error("NATS closed the connection to %s for good (%s)", self.safe_url, self._last_error)
+            await self._on_disconnected()
+
+
+__all__ = ["CHUNK_HEADER", "NatsBroker", "Reassembler", "channel_subject"]

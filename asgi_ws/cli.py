@@ -1,0 +1,162 @@
+"""``asgi-ws serve``: the pub/sub server with its demo page, under uvicorn.
+
+    asgi-ws serve [--broker memory://] [--host 127.0.0.1] [--port 8000] [--allow-origin URL ...]
+
+Serves ``PubSubApp`` at ``--path`` (``/ws``) behind OriginMiddleware (same-origin always
+allowed, plus ``--allow-origin``), HeartbeatMiddleware, BackpressureMiddleware and
+RateLimitMiddleware; the demo page at ``/`` and the browser client at ``/asgi-ws.js``.
+Several processes on one Redis, PostgreSQL or NATS broker form one cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from .deny import deny
+from .middleware.backpressure import BackpressureMiddleware
+from .middleware.heartbeat import HeartbeatMiddleware
+from .middleware.origin import OriginMiddleware
+from .middleware.ratelimit import RateLimitMiddleware
+from .pubsub import PubSubApp
+from .rooms import Rooms
+from .types import ASGIApp, Receive, Scope, Send
+
+STATIC = {
+    "/": ("demo.html", b"text/html; charset=utf-8"),
+    "/asgi-ws.js": ("asgi-ws.js", b"text/javascript; charset=utf-8"),
+}
+
+
+def build_app(
+    *,
+    broker: str = "memory://",
+    namespace: str = "asgi_ws",
+    path: str = "/ws",
+    allow_origins: Sequence[str] = (),
+    allow_any_origin: bool = False,
+    heartbeat_interval: float = 20.0,
+    rate: float = 50.0,
+    max_message_size: int = 65_536,
+    demo: bool = True,
+    metrics: bool = False,
+) -> ASGIApp:
+    """The ASGI application ``asgi-ws serve`` runs (also usable with any ASGI server)."""
+    pubsub = PubSubApp(Rooms(broker, namespace=namespace), max_publish_bytes=max_message_size)
+    ratelimit = RateLimitMiddleware(pubsub, rate=rate, burst=2 * rate, max_message_size=max_message_size)
+    backpressure = BackpressureMiddleware(ratelimit, max_messages=1000, policy="drop_oldest")
+    endpoint = OriginMiddleware(
+        HeartbeatMiddleware(backpressure, interval=heartbeat_interval, timeout=heartbeat_interval),
+        allow_origins=["*"] if allow_any_origin else list(allow_origins),
+        allow_same_origin=True,
+    )
+    scrape = _metrics(pubsub.rooms, backpressure, ratelimit) if metrics else None
+    files = {route: (resources.files("asgi_ws.static") / name).read_bytes() for route, (name, _) in STATIC.items()}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await pubsub(scope, receive, send)  # starts and closes the rooms (the broker)
+        elif kind == "websocket":
+            if scope["path"] == path:
+                await endpoint(scope, receive, send)
+            else:
+                await deny(scope, send, 404, f"no WebSocket endpoint here; try {path}", refused_by="asgi-ws serve")
+        elif kind == "http":
+            route = scope["path"] if demo else None
+            if scrape is not None and scope["path"] == "/metrics":
+                await _respond(send, 200, scrape(), b"text/plain; version=0.0.4; charset=utf-8")
+            elif route in files:
+                await _respond(send, 200, files[route], STATIC[route][1])
+            elif route == "/favicon.ico":
+                await _respond(send, 204, b"", b"image/x-icon")
+            else:
+                await _respond(send, 404, b"not found", b"text/plain; charset=utf-8")
+
+    return app
+
+
+def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any) -> Any:
+    from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+    from .metrics import AsgiWsCollector
+
+    registry = CollectorRegistry()
+    registry.register(AsgiWsCollector(rooms=[rooms], backpressure=[backpressure], ratelimit=[ratelimit], names=["ws"]))
+    ProcessCollector(registry=registry)
+    return lambda: generate_latest(registry)
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="asgi-ws", description="asgi_ws command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the pub/sub server and its demo page under uvicorn")
+    serve.add_argument(
+        "--broker",
+        default=os.environ.get("ASGI_WS_BROKER", "memory://"),
+        help="memory:// (default), redis://..., postgres://..., nats://... [env ASGI_WS_BROKER]",
+    )
+    serve.add_argument(
+        "--namespace", default="asgi_ws", help="channel namespace on the broker: servers sharing one form a cluster"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--path", default="/ws", help="path of the WebSocket endpoint (default /ws)")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allowed page origin besides same-origin, e.g. https://app.example.com (repeatable)",
+    )
+    serve.add_argument("--allow-any-origin", action="store_true", help="allow every origin (public endpoints only)")
+    serve.add_argument("--heartbeat-interval", type=float, default=20.0)
+    serve.add_argument("--rate", type=float, default=50.0, help="messages per second per connection")
+    serve.add_argument("--max-message-size", type=int, default=65_536)
+    serve.add_argument("--no-demo", action="store_true", help="do not serve the demo page")
+    serve.add_argument(
+        "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (needs asgi-ws[metrics])"
+    )
+    serve.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation")
+    serve.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import uvicorn
+    except ModuleNotFoundError:
+        print("asgi-ws serve needs uvicorn: pip install 'asgi-ws[server]'", file=sys.stderr)
+        return 2
+    from .log import uvicorn_log_config
+
+    app = build_app(
+        broker=args.broker,
+        namespace=args.namespace,
+        path=args.path,
+        allow_origins=args.allow_origin,
+        allow_any_origin=args.allow_any_origin,
+        heartbeat_interval=args.heartbeat_interval,
+        rate=args.rate,
+        max_message_size=args.max_message_size,
+        demo=not args.no_demo,
+        metrics=args.metrics,
+    )
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "ws": args.ws, "log_level": args.log_level}
+    uvicorn.run(app, log_config=uvicorn_log_config(), lifespan="on", **options)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""The asgi_ws middlewares; each is a plain ASGI class taking ``app`` first and keyword options."""
+
+from .auth import AuthMiddleware as AuthMiddleware
+from .backpressure import BackpressureMiddleware as BackpressureMiddleware
+from .heartbeat import HeartbeatMiddleware as HeartbeatMiddleware
+from .origin import OriginMiddleware as OriginMiddleware
+from .ratelimit import RateLimitMiddleware as RateLimitMiddleware
+from .subprotocol import SubprotocolMiddleware as SubprotocolMiddleware
+
+__all__ = [
+    "AuthMiddleware",
+    "BackpressureMiddleware",
+    "HeartbeatMiddleware",
+    "OriginMiddleware",
+    "RateLimitMiddleware",
+    "SubprotocolMiddleware",
+]

@@ -1,0 +1,200 @@
+"""HeartbeatMiddleware: find dead connections and close them; keep idle ones alive through proxies.
+
+Browsers cannot send protocol-level ping frames and ASGI hides them from applications, so
+the heartbeat is spoken in-band with the control protocol (``docs/protocol.md``): a client
+that said ``hello`` is pinged with ``{"$ws":"ping","id":n}`` once ``interval`` seconds pass
+without a message from it, and must show a sign of life within ``timeout`` (a ``pong``, or any
+message). A plain client that never says ``hello`` is never pinged; ``idle_timeout`` closes
+such connections when no message passes either way for that long.
+
+Every connection's deadline lives in the one :mod:`~asgi_ws.timers` service; the per-message
+cost is storing the loop time of the last inbound message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..close_codes import CloseCode
+from ..connection import Connection, attach_session
+from ..exceptions import ConfigurationError
+from ..protocol import field
+from ..timers import Timer
+from ..types import ASGIApp, Receive, Scope, Send
+
+Action = Literal["wait", "ping", "timeout", "idle"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatPolicy:
+    """When to ping, when to give up: the decisions of the heartbeat, free of I/O.
+
+    Args:
+        interval: seconds without an inbound message before the server pings (opted-in
+            clients only); None: never ping.
+        timeout: seconds a pinged client has to show a sign of life.
+        idle_timeout: seconds without any message either way before the connection is
+            closed; None: never. Heartbeat pings and pongs do not count as messages.
+    """
+
+    interval: float | None = 20.0
+    timeout: float = 20.0
+    idle_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.interval is not None and self.interval <= 0:
+            raise ConfigurationError("interval must be positive seconds, or None to never ping")
+        if self.timeout <= 0:
+            raise ConfigurationError("timeout must be positive seconds")
+        if self.idle_timeout is not None and self.idle_timeout <= 0:
+            raise ConfigurationError("idle_timeout must be positive seconds, or None")
+
+    def step(
+        self,
+        now: float,
+        *,
+        opted_in: bool,
+        last_inbound: float,
+        last_activity: float,
+        ping_sent_at: float | None,
+    ) -> tuple[Action, float | None]:
+        """Return what to do now and when to look again (None: no deadline left).
+
+        ``last_inbound`` is the time of the last message from the client (control messages
+        included), ``last_activity`` of the last application message either way, and
+        ``ping_sent_at`` of the ping still awaiting a sign of life (None when none is).
+        """
+        deadlines: list[float] = []
+        if self.idle_timeout is not None:
+            idle_at = last_activity + self.idle_timeout
+            if now >= idle_at:
+                return "idle", None
+            deadlines.append(idle_at)
+        if opted_in and self.interval is not None:
+            if ping_sent_at is not None and last_inbound < ping_sent_at:
+                expires_at = ping_sent_at + self.timeout
+                if now >= expires_at:
+                    return "timeout", None
+                deadlines.append(expires_at)
+            else:
+                ping_at = last_inbound + self.interval
+                if now >= ping_at:
+                    return "ping", min([now + self.timeout, *deadlines])
+                deadlines.append(ping_at)
+        return "wait", min(deadlines) if deadlines else None
+
+
+class _Heartbeat:
+    """The heartbeat of one connection: its timer and the ping awaiting an answer."""
+
+    __slots__ = ("close_codes", "conn", "next_id", "ping_sent_at", "policy", "rtt", "timer")
+
+    def __init__(self, conn: Connection, policy: HeartbeatPolicy, close_codes: tuple[int, int]) -> None:
+        self.conn = conn
+        self.policy = policy
+        self.close_codes = close_codes
+        self.next_id = 1
+        self.ping_sent_at: float | None = None
+        #: Round-trip time in seconds of the last answered server ping, once there is one.
+        self.rtt: float | None = None
+        self.timer: Timer | None = None
+
+    def arm(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        conn = self.conn
+        if conn.ended or conn.closing:
+            return
+        router = conn.control
+        action, next_at = self.policy.step(
+            conn.time(),
+            opted_in=router.opted_in,
+            last_inbound=conn.last_inbound,
+            last_activity=conn.last_activity,
+            ping_sent_at=self.ping_sent_at,
+        )
+        if action == "ping":
+            self.ping_sent_at = conn.time()
+            router.send("ping", {"id": self.next_id})
+            self.next_id += 1
+        elif action == "timeout":
+            conn.close(self.close_codes[0], "heartbeat timeout")
+            return
+        elif action == "idle":
+            conn.close(self.close_codes[1], "idle timeout")
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None if next_at is None else conn.call_later(max(0.0, next_at - conn.time()), self.check)
+
+
+def _on_ping(conn: Connection, message: dict[str, Any]) -> None:
+    """A client ping: answer at once with the same id."""
+    ping_id = message.get("id")
+    conn.control.send("pong", {} if ping_id is None else {"id": ping_id})
+
+
+def _on_pong(conn: Connection, message: dict[str, Any]) -> None:
+    heartbeat: _Heartbeat = conn.heartbeat
+    ping_id = field(message, "id", int, required=False)
+    if heartbeat.ping_sent_at is not None and ping_id == heartbeat.next_id - 1:
+        heartbeat.rtt = conn.time() - heartbeat.ping_sent_at
+    heartbeat.ping_sent_at = None
+
+
+class HeartbeatMiddleware:
+    """Close dead connections, keep idle ones alive, answer client pings.
+
+    Args:
+        app: the ASGI application to wrap.
+        interval: seconds of silence from an opted-in client before the server pings it
+            (default 20). None: never ping (client pings are still answered).
+        timeout: seconds a pinged client has to answer (default 20); then the connection
+            is closed with 4408 ``heartbeat timeout``.
+        idle_timeout: seconds without any application message either way before the
+            connection is closed with 4410 ``idle timeout`` (default None: never). Applies
+            to every client, including those that never speak the control protocol.
+        close_code: code for a heartbeat timeout (default 4408).
+        idle_close_code: code for an idle timeout (default 4410).
+
+    The round-trip time of the last answered ping is in ``connection_of(scope).heartbeat.rtt``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        interval: float | None = 20.0,
+        timeout: float = 20.0,
+        idle_timeout: float | None = None,
+        close_code: int = CloseCode.HEARTBEAT_TIMEOUT,
+        idle_close_code: int = CloseCode.IDLE_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.policy = HeartbeatPolicy(interval, timeout, idle_timeout)
+        self.close_codes = (int(close_code), int(idle_close_code))
+        # Announced in every welcome: built once, shared by every connection.
+        self.announcement = {"interval": interval, "timeout": timeout}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        scope, conn, receive, send = attach_session(scope, receive, send)
+        if conn.heartbeat is not None:
+            raise ConfigurationError("two HeartbeatMiddleware layers on one connection: keep one")
+        heartbeat = conn.heartbeat = _Heartbeat(conn, self.policy, self.close_codes)
+        conn.track(inbound=True, activity=self.policy.idle_timeout is not None)
+        router = conn.control
+        router.register("ping", _on_ping)
+        router.register("pong", _on_pong)
+        if self.policy.interval is not None:
+            router.announce("heartbeat", self.announcement)
+            router.on_opt_in(heartbeat.check)
+        conn.on_accept(heartbeat.arm)  # its timers are the connection's: they end with it
+        await conn.run(self.app, scope, receive, send)
+
+
+__all__ = ["HeartbeatMiddleware", "HeartbeatPolicy"]

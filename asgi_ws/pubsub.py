@@ -1,0 +1,238 @@
+"""PubSubApp: a mountable ASGI app serving multiplexed subscriptions over one WebSocket.
+
+A client subscribes to, unsubscribes from and publishes to any number of channels with
+control messages (``{"$ws":"subscribe","channel":"stocks"}``, see ``docs/protocol.md``); what is
+published on a channel reaches its subscribers as ``{"channel": "stocks", "data": ...}``, in
+every worker process (Rooms on a broker). No user code is needed beyond configuration; it
+runs behind the handshake middlewares like any endpoint, and is what ``asgi-ws serve`` serves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .connection import Connection, attach_session
+from .exceptions import ConfigurationError, PermissionDenied
+from .protocol import ProtocolError, field
+from .rooms import PresenceEvent, Rooms
+from .rooms.core import MAX_ROOM_LENGTH
+from .types import Receive, Scope, Send
+
+logger = logging.getLogger("asgi_ws.pubsub")
+
+Authorize = Callable[[Scope, str, str], "bool | str | Awaitable[bool | str]"]
+
+
+class PubSubApp:
+    """Serve the multiplexed pub/sub protocol over :class:`~asgi_ws.rooms.Rooms`.
+
+    Args:
+        rooms: the Rooms to use (default: a new ``Rooms("memory://")``).
+        authorize: optional ``authorize(scope, channel, action) -> True | False | reason``
+            (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``, checked for every
+            client request in addition to ``rooms.authorize``. Only ``True`` allows.
+        max_subscriptions: channels one connection may be subscribed to at once.
+        max_publish_bytes: largest ``data`` a client may publish, JSON-encoded.
+        allow_publish: False makes the endpoint subscribe-only for clients (the server
+            publishes through ``rooms.publish``).
+        echo: deliver a client's publishes to itself too.
+
+    Without an asgi_ws session middleware around it, the app adds the connection shell
+    itself (control protocol, bounded outbound queue from ``rooms.default_limits``); put
+    HeartbeatMiddleware, BackpressureMiddleware and RateLimitMiddleware around it to tune
+    those, and the handshake middlewares outside them.
+    """
+
+    def __init__(
+        self,
+        rooms: Rooms | None = None,
+        *,
+        authorize: Authorize | None = None,
+        max_subscriptions: int = 100,
+        max_publish_bytes: int = 65_536,
+        allow_publish: bool = True,
+        echo: bool = False,
+    ) -> None:
+        if max_subscriptions < 1 or max_publish_bytes < 1:
+            raise ConfigurationError("max_subscriptions and max_publish_bytes must be positive")
+        self.rooms = rooms if rooms is not None else Rooms()
+        self.authorize = authorize
+        self.max_subscriptions = max_subscriptions
+        self.max_publish_bytes = max_publish_bytes
+        self.allow_publish = allow_publish
+        self.echo = echo
+        self._features = {
+            "pubsub": {
+                "max_subscriptions": max_subscriptions,
+                "max_publish_bytes": max_publish_bytes,
+                "publish": allow_publish,
+            }
+        }
+        # Connections that asked for presence diffs, per channel.
+        self._watchers: dict[str, set[Connection]] = {}
+        self._unsubscribe_presence: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] == "http":
+            body = b"this is a WebSocket endpoint (asgi_ws pub/sub)"
+            await send({"type": "http.response.start", "status": 426,
+                        "headers": [(b"upgrade", b"websocket"), (b"content-type", b"text/plain")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        scope, conn, receive, send = attach_session(scope, receive, send)
+        if conn.outbound.limits is None:
+            conn.outbound.configure(self.rooms.default_limits, self.rooms.totals)
+        router = conn.control
+        router.register("subscribe", self._subscribe)
+        router.register("unsubscribe", self._unsubscribe)
+        router.register("publish", self._publish)
+        router.register("presence", self._presence)
+        router.announce("pubsub", self._features["pubsub"])
+        if self._unsubscribe_presence is None:
+            self._unsubscribe_presence = self.rooms.on_presence(self._on_presence)
+        await conn.run(self._serve, scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        conn = scope["asgi_ws"]["connection"]
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self._forget(conn)
+                return
+            conn.control.send_error(
+                "unexpected_message",
+                'this endpoint takes control messages only, such as {"$ws":"subscribe","channel":"news"}',
+            )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.rooms.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.rooms.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- operations (shared by every connection: functions of (conn, message)) ----------------
+
+    async def _subscribe(self, conn: Connection, message: dict[str, Any]) -> None:
+        channel = _channel(message, "subscribe")
+        reply: dict[str, Any] = {"channel": channel, **_ref(message)}
+        if channel not in self.rooms.rooms_of(conn):
+            if len(self.rooms.rooms_of(conn)) >= self.max_subscriptions:
+                raise ProtocolError(
+                    "too_many_subscriptions", f"at most {self.max_subscriptions} channels per connection", "subscribe"
+                )
+            await self._check(conn, channel, "subscribe")
+            await self.rooms.join(channel, conn, format="channel", meta=_meta(message))
+        if message.get("presence") is True:
+            self._watchers.setdefault(channel, set()).add(conn)
+            reply["members"] = self._members(channel)
+        conn.control.send("subscribed", reply)
+
+    async def _unsubscribe(self, conn: Connection, message: dict[str, Any]) -> None:
+        channel = _channel(message, "unsubscribe")
+        await self.rooms.leave(channel, conn)
+        watchers = self._watchers.get(channel)
+        if watchers is not None:
+            watchers.discard(conn)
+            if not watchers:
+                del self._watchers[channel]
+        conn.control.send("unsubscribed", {"channel": channel, **_ref(message)})
+
+    async def _publish(self, conn: Connection, message: dict[str, Any]) -> None:
+        channel = _channel(message, "publish")
+        if not self.allow_publish:
+            raise ProtocolError("forbidden", "clients may not publish on this endpoint", "publish")
+        if "data" not in message:
+            raise ProtocolError("bad_field", '"data" is required', "publish")
+        data = message["data"]
+        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self.max_publish_bytes:
+            raise ProtocolError("too_large", f"data is limited to {self.max_publish_bytes} bytes", "publish")
+        await self._check(conn, channel, "publish")
+        try:
+            await self.rooms.publish(channel, data, exclude=None if self.echo else conn, sender=conn)
+        except PermissionDenied as exc:
+            raise ProtocolError("forbidden", exc.reason, "publish") from None
+        if "id" in message:
+            conn.control.send("published", {"channel": channel, **_ref(message)})
+
+    def _presence(self, conn: Connection, message: dict[str, Any]) -> None:
+        channel = _channel(message, "presence")
+        conn.control.send("presence", {"channel": channel, "members": self._members(channel), **_ref(message)})
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _check(self, conn: Connection, channel: str, action: str) -> None:
+        try:
+            if self.authorize is not None:
+                verdict = self.authorize(conn.scope, channel, action)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if verdict is not True:
+                    raise PermissionDenied(verdict if isinstance(verdict, str) and verdict else "forbidden")
+            if action == "subscribe":
+                await self.rooms._check(conn.scope, channel, action)  # rooms.join checks it too; fail early
+        except PermissionDenied as exc:
+            raise ProtocolError("forbidden", exc.reason, action) from None
+
+    def _members(self, channel: str) -> list[dict[str, Any]]:
+        return [{"member": e.member, "user": e.user, "meta": e.meta} for e in self.rooms.members(channel)]
+
+    def _on_presence(self, event: PresenceEvent) -> None:
+        watchers = self._watchers.get(event.entry.room)
+        if not watchers:
+            return
+        entry = event.entry
+        diff = {"channel": entry.room, event.kind: {"member": entry.member, "user": entry.user, "meta": entry.meta}}
+        for conn in list(watchers):
+            conn.control.send("presence_diff", diff)
+
+    def _forget(self, conn: Connection) -> None:
+        for channel in [c for c, watchers in self._watchers.items() if conn in watchers]:
+            self._watchers[channel].discard(conn)
+            if not self._watchers[channel]:
+                del self._watchers[channel]
+
+
+def _channel(message: dict[str, Any], op: str) -> str:
+    channel = field(message, "channel", str)
+    if not channel or len(channel) > MAX_ROOM_LENGTH:
+        raise ProtocolError("bad_field", f'"channel" must be 1 to {MAX_ROOM_LENGTH} characters', op)
+    return str(channel)
+
+
+#: Largest ``meta`` a client may attach to a subscription (JSON-encoded), shown to others by presence.
+MAX_META_BYTES = 1024
+
+
+def _meta(message: dict[str, Any]) -> dict[str, Any]:
+    meta = field(message, "meta", dict, required=False) or {}
+    if len(json.dumps(meta, separators=(",", ":")).encode()) > MAX_META_BYTES:
+        raise ProtocolError("too_large", f"meta is limited to {MAX_META_BYTES} bytes", "subscribe")
+    return dict(meta)
+
+
+def _ref(message: dict[str, Any]) -> dict[str, Any]:
+    return {"id": message["id"]} if "id" in message else {}
+
+
+__all__ = ["PubSubApp"]

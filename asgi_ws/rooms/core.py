@@ -1,0 +1,492 @@
+"""Rooms: named groups of WebSocket connections, in every worker process, on a pluggable broker.
+
+A process holds **one** broker subscription per room however many of its connections are
+members, encodes each message **once**, and hands it to each local member's bounded outbound
+path without awaiting (:meth:`~asgi_ws.outbound.Outbound.offer`): a slow member never stalls
+a room, and the fan-out loop is as short as it can be. Local members receive a publish at
+once; the broker carries it to the other processes, and a process ignores its own echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
+from ..connection import Connection, connection_of
+from ..exceptions import ConfigurationError, PermissionDenied
+from ..outbound import OutboundTotals, QueueLimits
+from ..types import Scope
+from . import envelope
+from .envelope import EnvelopeError, Format
+from .presence import PresenceEntry, PresenceEvent, PresenceTracker
+
+logger = logging.getLogger("asgi_ws.rooms")
+
+Authorize = Callable[[Scope, str, str], "bool | str | Awaitable[bool | str]"]
+PresenceCallback = Callable[[PresenceEvent], object]
+MAX_ROOM_LENGTH = 200
+#: Presence messages waiting to be published at most (a broker outage); beyond, they are
+#: dropped, and the other nodes resynchronise from the sequence gap.
+MAX_PENDING_PRESENCE = 10_000
+
+
+@dataclass(slots=True)
+class RoomsStats:
+    """Counters of one Rooms instance (read them, or export them with ``asgi_ws.metrics``)."""
+
+    published: int = 0
+    delivered: int = 0
+    dropped: int = 0  # offers refused: a member's queue policy dropped or closed, or it was gone
+    received: int = 0  # messages from other processes
+    malformed: int = 0  # broker messages that were not envelopes of this library
+    broker_disconnects: int = 0
+    broker_lost_seconds: float = 0.0
+
+
+class _Member:
+    __slots__ = ("conn", "id", "offer", "rooms", "user")
+
+    def __init__(self, conn: Connection, member_id: str, user: str | None) -> None:
+        self.conn = conn
+        self.id = member_id
+        self.offer = conn.outbound.offer  # one bound method, kept: the fan-out loop calls it
+        self.user = user
+        self.rooms: dict[str, Format] = {}
+
+
+class _Room:
+    __slots__ = ("_snapshot", "channel", "lock", "members", "name", "subscribed")
+
+    def __init__(self, name: str, channel: str) -> None:
+        self.name = name
+        self.channel = channel
+        self.members: dict[_Member, Format] = {}
+        self.lock = asyncio.Lock()
+        self.subscribed = False
+        self._snapshot: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+
+    def snapshot(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The members' offer methods, by format; rebuilt only when membership changes."""
+        if self._snapshot is None:
+            raw = tuple(m.offer for m, f in self.members.items() if f == "raw")
+            channel = tuple(m.offer for m, f in self.members.items() if f == "channel")
+            self._snapshot = (raw, channel)
+        return self._snapshot
+
+
+class Rooms:
+    """Join WebSocket connections to rooms and publish to them, across worker processes.
+
+    Args:
+        broker: a broker URL (``memory://``, the default; ``redis://``, ``postgres://``,
+            ``nats://``) or a configured :class:`~asgi_ws.brokers.Broker`.
+        authorize: optional ``authorize(scope, room, action) -> True | False | reason``
+            (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``. Only ``True``
+            allows; ``False`` denies with ``forbidden``, a string denies with that reason.
+            Checked by :meth:`join` and by :meth:`publish` when ``sender`` is given, and by
+            :class:`~asgi_ws.PubSubApp` for every client request.
+        namespace: prefix of this instance's broker channels; instances with different
+            namespaces on one broker do not see each other.
+        presence: keep the cluster-wide member list (:meth:`members`, presence events).
+        presence_interval: seconds between presence beats.
+        presence_ttl: seconds after which a silent process's members are dropped
+            (default three intervals).
+        default_limits: outbound queue bounds given to members whose connection has none
+            (no BackpressureMiddleware): rooms never fan out to an unbounded connection.
+        node: this process's id in the cluster (default: random).
+    """
+
+    def __init__(
+        self,
+        broker: str | Broker = "memory://",
+        *,
+        authorize: Authorize | None = None,
+        namespace: str = "asgi_ws",
+        presence: bool = True,
+        presence_interval: float = 5.0,
+        presence_ttl: float | None = None,
+        default_limits: QueueLimits | None = None,
+        node: str | None = None,
+    ) -> None:
+        if not namespace or ":" in namespace or "!" in namespace:
+            raise ConfigurationError("namespace must be a non-empty string without ':' or '!'")
+        if presence_interval <= 0:
+            raise ConfigurationError("presence_interval must be positive")
+        self.broker: Broker = broker_from_url(broker) if isinstance(broker, str) else broker
+        self.authorize = authorize
+        self.namespace = namespace
+        self.node = node or uuid.uuid4().hex[:12]
+        self.presence_enabled = presence
+        self.presence_interval = presence_interval
+        self.default_limits = default_limits or QueueLimits(max_messages=1000, policy="drop_oldest")
+        self.totals = OutboundTotals()
+        self.stats = RoomsStats()
+        self._tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval)
+        self._presence_channel = f"{namespace}!presence"
+        self._remote = not isinstance(self.broker, MemoryBroker)
+        self._rooms: dict[str, _Room] = {}
+        self._by_channel: dict[str, _Room] = {}
+        self._members: dict[Connection, _Member] = {}
+        self._by_id: dict[str, _Member] = {}
+        self._ids = itertools.count(1)
+        self._callbacks: list[PresenceCallback] = []
+        self._presence_out: asyncio.Queue[dict[str, Any]] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker and start presence; called on first use if you do not."""
+        if self._closed:
+            raise ConfigurationError("this Rooms instance was closed")
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise ConfigurationError("this Rooms instance was closed")
+            await self.broker.connect(self._on_broker_message, self._on_broker_event)
+            if self.presence_enabled:
+                self._presence_out = asyncio.Queue(MAX_PENDING_PRESENCE)
+                await self.broker.subscribe(self._presence_channel)
+                self._spawn(self._presence_sender())
+                self._spawn(self._presence_beats())
+                self._queue_presence(self._tracker.hello())
+            self._started = True
+            logger.info("rooms on %s started (node %s)", self.broker.safe_url, self.node)
+
+    async def close(self) -> None:
+        """Say goodbye to the other processes, stop presence and close the broker."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started and self.presence_enabled:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.broker.publish(self._presence_channel, _dumps({"t": "x", "n": self.node})), 2
+                )
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.broker.close()
+
+    async def __aenter__(self) -> Rooms:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- membership ------------------------------------------------------------------------
+
+    async def join(self, room: str, member: Any, *, meta: dict[str, Any] | None = None, format: Format = "raw") -> None:
+        """Make ``member`` (a Starlette/FastAPI WebSocket, a Channels consumer, a scope or a
+        :class:`~asgi_ws.Connection`) a member of ``room``.
+
+        ``format="raw"`` delivers published payloads as they are; ``"channel"`` wraps them
+        as ``{"channel": room, "data": ...}`` (what PubSubApp's clients receive).
+
+        Raises:
+            PermissionDenied: ``authorize`` refused.
+            ConfigurationError: the connection has no asgi_ws connection shell.
+        """
+        _check_room(room)
+        await self.start()
+        conn = _connection(member)
+        await self._check(conn.scope, room, "subscribe")
+        entry = self._member(conn)
+        state = self._rooms.get(room)
+        if state is None:
+            state = self._rooms[room] = _Room(room, f"{self.namespace}:{room}")
+            self._by_channel[state.channel] = state
+        if entry not in state.members:
+            state.members[entry] = format
+            state._snapshot = None
+            entry.rooms[room] = format
+            if self.presence_enabled:
+                out, event = self._tracker.join(room, entry.id, entry.user, meta or {})
+                self._queue_presence(out)
+                self._emit([event])
+        await self._sync_subscription(state)
+
+    async def leave(self, room: str, member: Any) -> None:
+        """Remove ``member`` from ``room`` (nothing happens if it was not a member)."""
+        entry = self._members.get(_connection(member))
+        if entry is not None and room in entry.rooms:
+            self._remove(entry, room)
+            state = self._rooms.get(room)
+            if state is not None:
+                await self._sync_subscription(state)
+
+    async def leave_all(self, member: Any) -> None:
+        """Remove ``member`` from every room (done automatically when its connection ends)."""
+        entry = self._members.get(_connection(member))
+        if entry is not None:
+            rooms = list(entry.rooms)
+            self._forget(entry)
+            await asyncio.gather(*(self._sync_subscription(self._rooms[r]) for r in rooms if r in self._rooms))
+
+    def rooms_of(self, member: Any) -> frozenset[str]:
+        """The rooms ``member`` is in (in this process)."""
+        entry = self._members.get(_connection(member))
+        return frozenset(entry.rooms) if entry else frozenset()
+
+    def local_count(self, room: str) -> int:
+        """How many of this process's connections are members of ``room``."""
+        state = self._rooms.get(room)
+        return len(state.members) if state else 0
+
+    def members(self, room: str) -> list[PresenceEntry]:
+        """Every member of ``room`` in every process (presence), this process's first."""
+        return self._tracker.members(room)
+
+    def on_presence(self, callback: PresenceCallback) -> Callable[[], None]:
+        """Call ``callback(event)`` for every join and leave anywhere; returns an unsubscribe function."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, room: str, data: Any, *, exclude: Any = None, sender: Any = None) -> int:
+        """Send ``data`` to every member of ``room`` in every process.
+
+        ``data`` is sent as a binary message when it is ``bytes``, as text when it is a
+        ``str``, and JSON-encoded otherwise. ``exclude`` (a member) does not receive it, in any
+        process. With ``sender`` (a member) the ``publish`` action is authorized against its
+        scope. Returns how many local members it was handed to.
+        """
+        _check_room(room)
+        await self.start()
+        if sender is not None:
+            await self._check(_connection(sender).scope, room, "publish")
+        kind, payload = envelope.payload_of(data)
+        skip = self._members.get(_connection(exclude)) if exclude is not None else None
+        self.stats.published += 1
+        delivered = self._fan_out(room, kind, payload, skip)
+        if self._remote:
+            await self.broker.publish(
+                f"{self.namespace}:{room}", envelope.encode(kind, payload, self.node, skip.id if skip else "")
+            )
+        return delivered
+
+    async def publish_many(self, rooms: Iterable[str], data: Any, *, exclude: Any = None, sender: Any = None) -> int:
+        """:meth:`publish` the same ``data`` to several rooms; returns the local deliveries."""
+        return sum([await self.publish(room, data, exclude=exclude, sender=sender) for room in rooms])
+
+    def _fan_out(self, room: str, kind: envelope.Kind, payload: bytes, skip: _Member | None) -> int:
+        state = self._rooms.get(room)
+        if state is None:
+            return 0
+        raw, channel = state.snapshot()
+        skip_offer = skip.offer if skip is not None else None
+        delivered = dropped = 0
+        for offers, fmt in ((raw, "raw"), (channel, "channel")):
+            if not offers:
+                continue
+            message = envelope.message_for(fmt, room, kind, payload)  # type: ignore[arg-type]
+            for offer in offers:  # the hot loop: no await, no allocation per member
+                if offer is skip_offer:
+                    continue
+                if offer(message):
+                    delivered += 1
+                else:
+                    dropped += 1
+        self.stats.delivered += delivered
+        self.stats.dropped += dropped
+        return delivered
+
+    # -- the broker's side ---------------------------------------------------------------------
+
+    def _on_broker_message(self, channel: str, payload: bytes) -> None:
+        if channel == self._presence_channel:
+            self._on_presence_message(payload)
+            return
+        state = self._by_channel.get(channel)
+        if state is None:
+            return
+        try:
+            kind, body, node, exclude = envelope.decode(payload)
+        except (EnvelopeError, UnicodeDecodeError):
+            self.stats.malformed += 1
+            return
+        if node == self.node:
+            return  # our own publish, already delivered locally
+        self.stats.received += 1
+        self._fan_out(state.name, kind, body, self._by_id.get(exclude) if exclude else None)
+
+    def _on_broker_event(self, event: BrokerEvent) -> None:
+        if event.kind == "disconnected":
+            self.stats.broker_disconnects += 1
+            logger.warning("rooms lost the broker %s: %s", event.url, event.error)
+        else:
+            self.stats.broker_lost_seconds += event.lost_seconds or 0.0
+            logger.warning(
+                "rooms reconnected to %s after %.1f s: messages published meanwhile may be lost",
+                event.url,
+                event.lost_seconds or 0.0,
+            )
+            if self.presence_enabled:  # we may have missed others' changes, and they ours
+                self._queue_presence([*self._tracker.hello(), self._tracker.state()])
+
+    async def _sync_subscription(self, state: _Room) -> None:
+        """Make the broker subscription of ``state`` match whether it has members (one at a time)."""
+        async with state.lock:
+            if state.members and not state.subscribed:
+                await self.broker.subscribe(state.channel)
+                state.subscribed = True
+            elif not state.members and state.subscribed:
+                await self.broker.unsubscribe(state.channel)
+                state.subscribed = False
+            if not state.members and not state.subscribed and self._rooms.get(state.name) is state:
+                del self._rooms[state.name]
+                del self._by_channel[state.channel]
+
+    # -- members ----------------------------------------------------------------------------------
+
+    def _member(self, conn: Connection) -> _Member:
+        entry = self._members.get(conn)
+        if entry is None:
+            if conn.outbound.limits is None:
+                conn.outbound.configure(self.default_limits, self.totals)
+            user = conn.scope.get("user")
+            identity = getattr(user, "identity", None) if getattr(user, "is_authenticated", False) else None
+            entry = self._members[conn] = _Member(conn, f"{self.node}.{next(self._ids)}", identity)
+            self._by_id[entry.id] = entry
+            conn.on_end(lambda: self._forget_and_sync(entry))
+        return entry
+
+    def _remove(self, entry: _Member, room: str) -> None:
+        entry.rooms.pop(room, None)
+        state = self._rooms.get(room)
+        if state is not None and state.members.pop(entry, None) is not None:
+            state._snapshot = None
+        if self.presence_enabled:
+            out, event = self._tracker.leave(room, entry.id)
+            self._queue_presence(out)
+            self._emit([event] if event else [])
+
+    def _forget(self, entry: _Member) -> None:
+        for room in list(entry.rooms):
+            self._remove(entry, room)
+        self._members.pop(entry.conn, None)
+        self._by_id.pop(entry.id, None)
+
+    def _forget_and_sync(self, entry: _Member) -> None:
+        rooms = list(entry.rooms)
+        self._forget(entry)
+        if rooms and not self._closed:
+            self._spawn(self._sync_rooms(rooms))
+
+    async def _sync_rooms(self, rooms: list[str]) -> None:
+        for room in rooms:
+            state = self._rooms.get(room)
+            if state is not None:
+                await self._sync_subscription(state)
+
+    async def _check(self, scope: Scope, room: str, action: str) -> None:
+        if self.authorize is None:
+            return
+        verdict = self.authorize(scope, room, action)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if verdict is True:
+            return
+        raise PermissionDenied(verdict if isinstance(verdict, str) and verdict else "forbidden")
+
+    # -- presence ---------------------------------------------------------------------------------
+
+    def _queue_presence(self, messages: list[dict[str, Any]]) -> None:
+        queue = self._presence_out
+        if queue is None:
+            return
+        for message in messages:
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                logger.warning("presence backlog full (broker down?): a message was dropped; peers will resync")
+
+    async def _presence_sender(self) -> None:
+        assert self._presence_out is not None
+        while True:
+            message = await self._presence_out.get()
+            try:
+                await self.broker.publish(self._presence_channel, _dumps(message))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker outage: the sequence gap makes peers resync later
+                logger.debug("presence message not published: %r", exc)
+
+    async def _presence_beats(self) -> None:
+        while True:
+            await asyncio.sleep(self.presence_interval)
+            out, events = self._tracker.beat(time.monotonic())
+            self._queue_presence(out)
+            self._emit(events)
+
+    def _on_presence_message(self, payload: bytes) -> None:
+        try:
+            message = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            self.stats.malformed += 1
+            return
+        if not isinstance(message, dict):
+            self.stats.malformed += 1
+            return
+        out, events = self._tracker.receive(message, time.monotonic())
+        self._queue_presence(out)
+        self._emit(events)
+
+    def _emit(self, events: list[PresenceEvent]) -> None:
+        for event in events:
+            for callback in list(self._callbacks):
+                try:
+                    callback(event)
+                except Exception:
+                    logger.exception("presence callback failed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _dumps(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _check_room(room: str) -> None:
+    if not isinstance(room, str) or not room or len(room) > MAX_ROOM_LENGTH:
+        raise ValueError(f"room names are non-empty strings of at most {MAX_ROOM_LENGTH} characters")
+
+
+def _connection(member: Any) -> Connection:
+    if isinstance(member, Connection):
+        return member
+    scope = member if isinstance(member, dict) else getattr(member, "scope", None)
+    conn = connection_of(scope) if scope is not None else None
+    if conn is None:
+        raise ConfigurationError(
+            "this connection has no asgi_ws connection shell: put an asgi_ws session middleware "
+            "(BackpressureMiddleware, HeartbeatMiddleware or RateLimitMiddleware) around the endpoint, "
+            "or serve it with PubSubApp; that is how every member gets a bounded send queue"
+        )
+    return conn
+
+
+__all__ = ["Rooms", "RoomsStats"]

@@ -1,0 +1,82 @@
+"""How a published message travels between processes, and how it is framed for members.
+
+A publish is encoded **once**. Between processes it is an :func:`encode`d envelope of bytes:
+a fixed header (version, kind, the publishing node, the member to exclude) followed by the
+payload. For members it becomes one ASGI ``websocket.send`` message per member format,
+shared by every member of that format:
+
+- ``raw``: the payload itself (the application's own message format);
+- ``channel``: ``{"channel": <room>, "data": <payload>}``, for the multiplexed pub/sub
+  protocol; a JSON payload is spliced in as it is, never parsed and re-serialised.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Any, Literal
+
+from ..types import Message
+
+Kind = Literal["json", "text", "binary"]
+Format = Literal["raw", "channel"]
+
+_KINDS: dict[str, int] = {"json": 0, "text": 1, "binary": 2}
+_KIND_NAMES: dict[int, Kind] = {0: "json", 1: "text", 2: "binary"}
+_VERSION = 1
+_HEADER = struct.Struct("!BBHH")  # version, kind, node id length, exclude length
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class EnvelopeError(ValueError):
+    """Raised for bytes that are not an envelope of this library's version."""
+
+
+def payload_of(data: Any) -> tuple[Kind, bytes]:
+    """Classify and encode what the application published: bytes, str, or a JSON value."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return "binary", bytes(data)
+    if isinstance(data, str):
+        return "text", data.encode()
+    return "json", _dumps(data).encode()
+
+
+def encode(kind: Kind, payload: bytes, node: str, exclude: str = "") -> bytes:
+    """The envelope of one publish, as it goes to the broker."""
+    node_b, exclude_b = node.encode(), exclude.encode()
+    return _HEADER.pack(_VERSION, _KINDS[kind], len(node_b), len(exclude_b)) + node_b + exclude_b + payload
+
+
+def decode(envelope: bytes) -> tuple[Kind, bytes, str, str]:
+    """Return ``(kind, payload, node, exclude)`` of an envelope."""
+    if len(envelope) < _HEADER.size:
+        raise EnvelopeError("envelope too short")
+    version, kind, node_len, exclude_len = _HEADER.unpack_from(envelope)
+    if version != _VERSION or kind not in _KIND_NAMES:
+        raise EnvelopeError(f"unknown envelope version {version} or kind {kind}")
+    start = _HEADER.size
+    node = envelope[start : start + node_len].decode()
+    exclude = envelope[start + node_len : start + node_len + exclude_len].decode()
+    return _KIND_NAMES[kind], envelope[start + node_len + exclude_len :], node, exclude
+
+
+def message_for(fmt: Format, room: str, kind: Kind, payload: bytes) -> Message:
+    """The ASGI message a member of format ``fmt`` receives for this payload (build once, share)."""
+    if fmt == "raw":
+        if kind == "binary":
+            return {"type": "websocket.send", "bytes": payload}
+        return {"type": "websocket.send", "text": payload.decode()}
+    if kind == "json":
+        data = payload.decode()
+    elif kind == "text":
+        data = _dumps(payload.decode())
+    else:
+        return {
+            "type": "websocket.send",
+            "text": f'{{"channel":{_dumps(room)},"binary":"{base64.b64encode(payload).decode()}"}}',
+        }
+    return {"type": "websocket.send", "text": f'{{"channel":{_dumps(room)},"data":{data}}}'}
+
+
+__all__ = ["EnvelopeError", "Format", "Kind", "decode", "encode", "message_for", "payload_of"]

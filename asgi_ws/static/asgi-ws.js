@@ -1,0 +1,218 @@
+/*
+ * asgi_ws browser client.
+ *
+ * Speaks the asgi_ws control protocol (docs/protocol.md): says hello, answers the server's
+ * heartbeat pings and sends its own (browsers cannot see WebSocket protocol pings, so this is
+ * how a page notices a dead connection), subscribes to channels of a PubSubApp and publishes
+ * to them, and reconnects with exponential backoff and full jitter, restoring its
+ * subscriptions. Include it with <script src="/asgi-ws.js"></script>; it defines AsgiWs.
+ *
+ *   const client = new AsgiWs("/ws");          // a URL, or a function returning one (fresh ticket)
+ *   client.on("message", ({channel, data}) => ...);
+ *   client.subscribe("lobby");
+ *   client.publish("lobby", {text: "hi"});
+ *   client.connect();
+ */
+(function (global) {
+  "use strict";
+
+  const PREFIX = '{"$ws"';
+  const NO_RECONNECT = new Set([1000, 4409]); // closed on purpose; the session moved elsewhere
+
+  class AsgiWs {
+    constructor(url, options = {}) {
+      this.url = url;
+      this.protocols = options.protocols;
+      this.backoff = Object.assign({base: 0.5, cap: 30, maxAttempts: Infinity, resetAfter: 10}, options.backoff || {});
+      this.pingInterval = options.pingInterval ?? 15;    // seconds of silence before the client pings
+      this.pingTimeout = options.pingTimeout ?? 10;      // seconds a ping has to be answered
+      this.maxBuffered = options.maxBuffered ?? 100;     // publishes kept while reconnecting
+      this.handlers = {};
+      this.subscriptions = new Map();                    // channel -> the subscribe request
+      this.buffer = [];
+      this.ws = null;
+      this.state = "idle";
+      this.attempt = 0;
+      this.stopped = false;
+      this.rtt = null;
+      this._pingId = 0;
+      this._pingSentAt = null;
+      this._timer = null;
+      this._openedAt = 0;
+      this._lastReceived = 0;
+    }
+
+    /** Register a handler: open, welcome, message, raw, subscribed, unsubscribed, presence,
+     *  presence_diff, published, error, close, reconnecting, giveup, state. */
+    on(event, handler) {
+      (this.handlers[event] = this.handlers[event] || []).push(handler);
+      return this;
+    }
+
+    emit(event, detail) {
+      for (const handler of this.handlers[event] || []) {
+        try { handler(detail); } catch (error) { console.error("asgi_ws handler failed", error); }
+      }
+    }
+
+    connect() {
+      this.stopped = false;
+      if (this.ws && (this.state === "open" || this.state === "connecting")) return this;
+      this._open();
+      return this;
+    }
+
+    close(code = 1000, reason = "") {
+      this.stopped = true;
+      clearTimeout(this._timer);
+      if (this.ws) this.ws.close(code, reason);
+      this._setState("closed");
+    }
+
+    /** Subscribe to a channel; options: presence (live member list), meta (shown to others). */
+    subscribe(channel, options = {}) {
+      const fields = {channel, presence: !!options.presence};
+      if (options.meta) fields.meta = options.meta;
+      this.subscriptions.set(channel, fields);
+      if (this.state === "open") this._control("subscribe", fields);
+      return this;
+    }
+
+    unsubscribe(channel) {
+      this.subscriptions.delete(channel);
+      if (this.state === "open") this._control("unsubscribe", {channel});
+      return this;
+    }
+
+    publish(channel, data, id) {
+      const fields = id === undefined ? {channel, data} : {channel, data, id};
+      if (this.state === "open") this._control("publish", fields);
+      else if (this.buffer.length < this.maxBuffered) this.buffer.push(fields);
+      else this.emit("error", {code: "buffer_full", message: "publish dropped while disconnected"});
+    }
+
+    /** Send an application message (not part of the protocol) as it is. */
+    send(data) {
+      if (this.state !== "open") throw new Error("asgi_ws: not connected");
+      this.ws.send(data);
+    }
+
+    // -- internals ---------------------------------------------------------------------
+
+    async _open() {
+      this._setState("connecting");
+      let url;
+      try {
+        url = typeof this.url === "function" ? await this.url() : this.url;
+      } catch (error) {
+        this._scheduleReconnect({code: 0, reason: `no URL: ${error}`});
+        return;
+      }
+      const absolute = new URL(url, global.location ? global.location.href : undefined);
+      if (absolute.protocol === "http:") absolute.protocol = "ws:";
+      if (absolute.protocol === "https:") absolute.protocol = "wss:";
+      const ws = this.protocols ? new WebSocket(absolute, this.protocols) : new WebSocket(absolute);
+      ws.binaryType = "arraybuffer";
+      this.ws = ws;
+      ws.onopen = () => {
+        this._openedAt = Date.now();
+        this._lastReceived = Date.now();
+        this._setState("open");
+        this._control("hello", {v: 1});
+        for (const fields of this.subscriptions.values()) this._control("subscribe", fields);
+        for (const fields of this.buffer.splice(0)) this._control("publish", fields);
+        this._arm();
+        this.emit("open", {protocol: ws.protocol});
+      };
+      ws.onmessage = (event) => this._receive(event.data);
+      ws.onclose = (event) => {
+        if (this.ws !== ws) return;
+        clearTimeout(this._timer);
+        this.emit("close", {code: event.code, reason: event.reason});
+        if (this.stopped || NO_RECONNECT.has(event.code)) {
+          this._setState("closed");
+          return;
+        }
+        this._scheduleReconnect({code: event.code, reason: event.reason});
+      };
+    }
+
+    _scheduleReconnect(cause) {
+      if (this._openedAt && Date.now() - this._openedAt > this.backoff.resetAfter * 1000) this.attempt = 0;
+      this._openedAt = 0;
+      if (this.attempt >= this.backoff.maxAttempts) {
+        this._setState("closed");
+        this.emit("giveup", cause);
+        return;
+      }
+      const delay = Math.random() * Math.min(this.backoff.cap, this.backoff.base * 2 ** this.attempt);
+      this.attempt += 1;
+      this._setState("reconnecting");
+      this.emit("reconnecting", {attempt: this.attempt, delay, ...cause});
+      this._timer = setTimeout(() => this._open(), delay * 1000);
+    }
+
+    _receive(data) {
+      this._lastReceived = Date.now();
+      if (typeof data !== "string" || !data.startsWith(PREFIX)) {
+        this._application(data);
+        return;
+      }
+      let msg;
+      try { msg = JSON.parse(data); } catch (error) { return; }
+      switch (msg.$ws) {
+        case "ping": this._control("pong", msg.id === undefined ? {} : {id: msg.id}); break;
+        case "pong":
+          if (this._pingSentAt !== null && msg.id === this._pingId) this.rtt = (Date.now() - this._pingSentAt) / 1000;
+          this._pingSentAt = null;
+          break;
+        case "welcome": this.emit("welcome", msg); break;
+        case "error": this.emit("error", msg); break;
+        default: this.emit(msg.$ws, msg);
+      }
+    }
+
+    _application(data) {
+      if (typeof data === "string" && data.startsWith('{"channel"')) {
+        try {
+          const msg = JSON.parse(data);
+          this.emit("message", msg);
+          return;
+        } catch (error) { /* not a delivery after all */ }
+      }
+      this.emit("raw", data);
+    }
+
+    _control(op, fields = {}) {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({$ws: op, ...fields}));
+    }
+
+    _arm() {
+      clearTimeout(this._timer);
+      if (this.state !== "open" || !this.pingInterval) return;
+      const silence = (Date.now() - this._lastReceived) / 1000;
+      if (this._pingSentAt !== null) {
+        if ((Date.now() - this._pingSentAt) / 1000 >= this.pingTimeout) {
+          if (this._lastReceived < this._pingSentAt) {
+            this.ws.close(4408, "heartbeat timeout (client)");   // nothing since the ping: dead, reconnect
+            return;
+          }
+          this._pingSentAt = null;                                // something arrived: alive
+        }
+      } else if (silence >= this.pingInterval) {
+        this._pingId += 1;
+        this._pingSentAt = Date.now();
+        this._control("ping", {id: this._pingId});
+      }
+      this._timer = setTimeout(() => this._arm(), 1000);
+    }
+
+    _setState(state) {
+      if (this.state === state) return;
+      this.state = state;
+      this.emit("state", state);
+    }
+  }
+
+  global.AsgiWs = AsgiWs;
+})(typeof window !== "undefined" ? window : globalThis);

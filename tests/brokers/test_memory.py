@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from asgi_ws.brokers import MemoryBroker, broker_from_url
+from asgi_ws.exceptions import ConfigurationError, MissingDependencyError
+from tests.brokers.conformance import BrokerConformance
+
+
+class TestMemoryBroker(BrokerConformance):
+    shared_between_instances = False
+
+    @pytest.fixture
+    def broker_url(self) -> str:
+        return "memory://"
+
+
+def test_broker_from_url_knows_the_schemes() -> None:
+    assert isinstance(broker_from_url("memory://"), MemoryBroker)
+    with pytest.raises(ConfigurationError, match="unknown broker URL scheme 'amqp'"):
+        broker_from_url("amqp://localhost")
+
+
+def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_redis(name: str, *args: object, **kwargs: object) -> object:
+        if name == "redis" or name.startswith("redis."):
+            raise ModuleNotFoundError("No module named 'redis'", name="redis")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_redis)
+    monkeypatch.delitem(__import__("sys").modules, "asgi_ws.brokers.redis", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'asgi-ws\[redis\]'"):
+        broker_from_url("redis://localhost")
+
+
+def test_redacted_urls() -> None:
+    from asgi_ws.brokers.base import redact_url
+
+    assert redact_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact_url("postgres://user:pw@host/db") == "postgres://user:***@host/db"
+    assert redact_url("nats://host:4222") == "nats://host:4222"

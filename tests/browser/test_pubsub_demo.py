@@ -1,0 +1,60 @@
+"""The main job's demo page and the browser client (asgi-ws.js) in a real Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from asgi_ws.cli import build_app
+from tests.support.clients import opened
+from tests.support.procs import asgi_ws_serve, free_port
+from tests.support.server import serve
+
+
+async def join(page: Any, url: str, name: str) -> None:
+    await page.goto(url)
+    await page.fill("#name", name)
+    await page.click("#join button")
+    await page.wait_for_function("document.getElementById('status').textContent.startsWith('open')")
+    await page.wait_for_function("document.getElementById('messages').innerText.includes('joined lobby')")
+
+
+async def test_two_pages_chat_and_see_each_other(browser: Any) -> None:
+    async with serve(build_app(), lifespan="on") as server:
+        alice, bob = await browser.new_page(), await browser.new_page()
+        await join(alice, server.http_url("/"), "alice")
+        await join(bob, server.http_url("/"), "bob")
+        await alice.wait_for_function("document.getElementById('members').innerText.includes('bob')")
+        assert "alice" in await bob.inner_text("#members") and "bob" in await bob.inner_text("#members")
+        await alice.fill("#text", "hello bob")
+        await alice.click("#say button")
+        await bob.wait_for_function("document.getElementById('messages').innerText.includes('hello bob')")
+        await bob.close()  # bob leaves: alice's presence list follows
+        await alice.wait_for_function("!document.getElementById('members').innerText.includes('bob')")
+
+
+async def test_the_client_reconnects_and_resubscribes_after_a_server_restart(browser: Any) -> None:
+    port = free_port()
+    page = await browser.new_page()
+    with asgi_ws_serve(port=port) as server:
+        await join(page, f"http://127.0.0.1:{port}/", "carol")
+    # The server is gone: the page notices and keeps retrying with backoff.
+    await page.wait_for_function("document.getElementById('messages').innerText.includes('connection lost')")
+    with asgi_ws_serve(port=port) as server:
+        await page.wait_for_function("document.getElementById('status').textContent.startsWith('open')", timeout=40_000)
+        origin = f"http://127.0.0.1:{port}"
+        async with opened(server.ws_url("/ws"), origin=origin, ping_interval=None) as conn:
+            for _ in range(50):  # the page's resubscription may land just after its reconnection
+                await conn.send(
+                    json.dumps({"$ws": "publish", "channel": "lobby", "data": {"name": "srv", "text": "back"}})
+                )
+                try:
+                    await page.wait_for_function(
+                        "document.getElementById('messages').innerText.includes('back')", timeout=300
+                    )
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the page never received a publish after reconnecting")

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.support.server import WS_IMPLS
+
+
+@pytest.fixture(params=WS_IMPLS)
+def ws_impl(request: pytest.FixtureRequest) -> str:
+    """Each uvicorn WebSocket implementation in turn."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (started if down; skip, or fail under CI=true, if impossible)."""
+    from tests.support.services import require
+
+    return require("redis")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    from tests.support.services import require
+
+    return require("postgres")
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    from tests.support.services import require
+
+    return require("nats")
