@@ -1,0 +1,54 @@
+"""asgi_ws Rooms set up as docs/rooms.md says: Rooms started in the lifespan, members behind
+BackpressureMiddleware (max_messages=1000, drop_oldest), ``join`` after ``accept``, ``publish``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from asgi_ws import BackpressureMiddleware, Rooms
+
+from ._common import GROUP, message
+
+
+def make_app(broker: str) -> Starlette:
+    rooms = Rooms(broker)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with rooms:  # connects the broker
+            yield
+
+    async def member(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await rooms.join(GROUP, websocket)
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass  # leaving the rooms is automatic
+
+    async def count(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(rooms.local_count(GROUP)))
+
+    async def trigger(request: Request) -> PlainTextResponse:
+        msg = message(request.query_params.get("tag", "r0"))
+        start = time.perf_counter()
+        handed = await rooms.publish(GROUP, msg)
+        return PlainTextResponse(f"{handed} {time.perf_counter() - start:.6f}")
+
+    app = Starlette(
+        routes=[WebSocketRoute("/ws", member), Route("/count", count), Route("/trigger", trigger)],
+        middleware=[Middleware(BackpressureMiddleware, max_messages=1000, policy="drop_oldest")],
+        lifespan=lifespan,
+    )
+    app.state.rooms = rooms
+    return app

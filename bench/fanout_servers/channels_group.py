@@ -1,0 +1,77 @@
+"""Django Channels: ``AsyncWebsocketConsumer`` members in group ``bench``, trigger = ``group_send``.
+
+The channel layer is chosen by ``FANOUT_CHANNEL_LAYER``: ``memory`` (InMemoryChannelLayer),
+``redis`` (channels_redis RedisChannelLayer, default settings) or ``pubsub``
+(channels_redis RedisPubSubChannelLayer); Redis at ``FANOUT_REDIS_HOST`` (default
+``redis://127.0.0.1:6379/0``) with key prefix ``FANOUT_PREFIX``. Django is configured in code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import django
+from django.conf import settings
+
+LAYER = os.environ.get("FANOUT_CHANNEL_LAYER", "memory")
+_HOST = os.environ.get("FANOUT_REDIS_HOST", "redis://127.0.0.1:6379/0")
+_PREFIX = os.environ.get("FANOUT_PREFIX", "fanout")
+LAYERS = {
+    "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    "redis": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_HOST], "prefix": _PREFIX}},
+    "pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [_HOST], "prefix": _PREFIX},
+    },
+}
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="fanout-bench",
+        ALLOWED_HOSTS=["*"],
+        INSTALLED_APPS=["channels"],
+        CHANNEL_LAYERS={"default": LAYERS[LAYER]},
+    )
+    django.setup()
+
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
+from channels.layers import get_channel_layer  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from asgi_ws.types import Receive, Scope, Send  # noqa: E402
+
+from ._common import GROUP, drain_request, message, respond, tag_of  # noqa: E402
+
+members = 0
+
+
+class Member(AsyncWebsocketConsumer):
+    groups = [GROUP]  # noqa: RUF012 - joined before connect() runs
+
+    async def connect(self) -> None:
+        global members
+        await self.accept()
+        members += 1
+
+    async def disconnect(self, code: int) -> None:
+        global members
+        members -= 1
+
+    async def bench_message(self, event: dict[str, str]) -> None:
+        await self.send(text_data=event["text"])
+
+
+async def http(scope: Scope, receive: Receive, send: Send) -> None:
+    await drain_request(receive)
+    if scope["path"] == "/trigger":
+        layer = get_channel_layer()
+        start = time.perf_counter()
+        await layer.group_send(GROUP, {"type": "bench.message", "text": message(tag_of(scope))})
+        await respond(send, f"{members} {time.perf_counter() - start:.6f}")
+    else:
+        await respond(send, str(members))
+
+
+app = ProtocolTypeRouter({"http": http, "websocket": Member.as_asgi()})
