@@ -29,6 +29,7 @@ from .middleware.backpressure import queue_stats as queue_stats
 from .middleware.heartbeat import HeartbeatMiddleware as HeartbeatMiddleware
 from .middleware.origin import OriginMiddleware as OriginMiddleware
 from .middleware.ratelimit import RateLimitMiddleware as RateLimitMiddleware
+from .middleware.resume import ResumeMiddleware as ResumeMiddleware
 from .middleware.subprotocol import SubprotocolMiddleware as SubprotocolMiddleware
 from .outbound import QueueLimits as QueueLimits
 from .protocol import ProtocolError as ProtocolError
@@ -64,6 +65,7 @@ __all__ = [
     "PubSubApp",
     "QueueLimits",
     "RateLimitMiddleware",
+    "ResumeMiddleware",
     "Rooms",
     "SubprotocolMiddleware",
     "SubprotocolRejected",

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-DEFAULT_SECRET_PARAMS = ("ticket", "token", "access_token", "resume_token")
+DEFAULT_SECRET_PARAMS = ("ticket", "token", "access_token", "resume_token", "ws_resume")
 REDACTED = "[redacted]"
 
 

@@ -20,6 +20,11 @@ def test_redact_masks_only_the_named_parameters() -> None:
     assert redactor.redact("no query here") == "no query here"
 
 
+def test_the_default_filter_masks_resume_tokens() -> None:
+    redactor = RedactQueryParams()
+    assert redactor.redact("/ws?ws_resume=eyJz.abc.def&ws_seq=12") == "/ws?ws_resume=[redacted]&ws_seq=12"
+
+
 def test_filter_rewrites_message_and_args_and_keeps_the_record() -> None:
     redactor = RedactQueryParams()
     record = logging.LogRecord(

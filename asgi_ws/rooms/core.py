@@ -25,6 +25,7 @@ from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
 from ..connection import Connection, connection_of
 from ..exceptions import ConfigurationError, PermissionDenied
 from ..outbound import OutboundTotals, QueueLimits
+from ..resume.session import session_of
 from ..types import Scope
 from . import envelope
 from .envelope import EnvelopeError, Format
@@ -59,7 +60,10 @@ class _Member:
     def __init__(self, conn: Connection, member_id: str, user: str | None) -> None:
         self.conn = conn
         self.id = member_id
-        self.offer = conn.outbound.offer  # one bound method, kept: the fan-out loop calls it
+        session = session_of(conn)
+        # One bound method, kept: the fan-out loop calls it. A resumable session numbers and
+        # stores what it is offered before sending it.
+        self.offer = session.offer if session is not None else conn.outbound.offer
         self.user = user
         self.rooms: dict[str, Format] = {}
 
@@ -219,6 +223,9 @@ class Rooms:
             state.members[entry] = format
             state._snapshot = None
             entry.rooms[room] = format
+            session = session_of(conn)
+            if session is not None:
+                session.joined(room, format)
             if self.presence_enabled:
                 out, event = self._tracker.join(room, entry.id, entry.user, meta or {})
                 self._queue_presence(out)
@@ -373,6 +380,9 @@ class Rooms:
 
     def _remove(self, entry: _Member, room: str) -> None:
         entry.rooms.pop(room, None)
+        session = session_of(entry.conn)
+        if session is not None:
+            session.left(room)
         state = self._rooms.get(room)
         if state is not None and state.members.pop(entry, None) is not None:
             state._snapshot = None

@@ -1,0 +1,303 @@
+"""ResumeMiddleware: a client that reconnects within the window misses nothing and gets nothing twice.
+
+A client opts in at the handshake with the query parameter ``ws_resume``: ``new`` starts a
+resumable session, ``<token>`` with ``ws_seq=<n>`` (the data frames it has received) resumes
+one. Plain clients pass through untouched. The protocol is in ``docs/protocol.md`` §9 and the
+guarantees in ``docs/resume.md``.
+
+Resuming happens after the handshake middlewares outside this one have accepted the new
+connection: a user whose credentials expired or were revoked is refused there; one who
+authenticates as somebody else is refused here (``identity_mismatch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from .._scope import namespace, query_param
+from ..close_codes import CloseCode
+from ..connection import Connection, attach_session
+from ..exceptions import ConfigurationError
+from ..outbound import QueueLimits
+from ..protocol import field
+from ..resume.session import Session, SessionLimits, session_of
+from ..resume.store import SessionStore, store_from_url
+from ..resume.tokens import ResumeRefused, TokenSigner
+from ..types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("asgi_ws.resume")
+
+#: Query parameters of the opt-in; ``docs/resume.md`` shows how to keep them out of access logs.
+RESUME_PARAM = "ws_resume"
+SEQ_PARAM = "ws_seq"
+
+
+class ResumeMiddleware:
+    """Number every outbound message of opted-in sessions, store it, replay what a client missed.
+
+    Args:
+        app: the ASGI application to wrap.
+        secret_keys: keys signing resume tokens, oldest first (sign with the last, accept any).
+        store: a :class:`~asgi_ws.resume.SessionStore` or a URL: ``memory://`` (default; one
+            process) or ``redis://...`` (shared by every worker process).
+        window: seconds a disconnected session can be resumed (and a token's lifetime).
+        max_messages: unacknowledged messages kept per session at most; older ones are
+            trimmed, and a client that still needed them gets ``gap_too_old``.
+        max_bytes: the same bound in bytes of payload.
+        max_pending: messages numbered but not yet stored beyond which the app's ``send`` waits.
+        rooms: the :class:`~asgi_ws.Rooms` whose memberships a resumed session gets back.
+        salt: itsdangerous salt of the tokens.
+        queue_limits: outbound queue of connections that have none (no BackpressureMiddleware).
+            A stored message is never dropped, so a session's queue policy is always ``block``
+            falling back to ``close`` (1013, after which the client resumes), also when a
+            BackpressureMiddleware chose another.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret_keys: Sequence[str | bytes],
+        store: str | SessionStore = "memory://",
+        window: float = 120.0,
+        max_messages: int = 10_000,
+        max_bytes: int = 8 * 1024 * 1024,
+        max_pending: int = 1_000,
+        rooms: Any = None,
+        salt: str = "asgi_ws.resume",
+        queue_limits: QueueLimits | None = None,
+    ) -> None:
+        if window <= 0 or max_messages < 1 or max_bytes < 1 or max_pending < 1:
+            raise ConfigurationError("window, max_messages, max_bytes and max_pending must be positive")
+        self.app = app
+        self.store = store_from_url(store) if isinstance(store, str) else store
+        self.signer = TokenSigner(secret_keys, salt=salt, max_age=window)
+        self.limits = SessionLimits(window, max_messages, max_bytes, max_pending)
+        self.rooms = rooms
+        self._blocking: dict[int, QueueLimits] = {}  # id(limits) -> its blocking twin
+        self._keep: list[QueueLimits] = []  # the keys' objects, so their ids stay unique
+        self.queue_limits = self.blocking(
+            queue_limits or QueueLimits(max_messages=1000, max_bytes=4 * 1024 * 1024, policy="block")
+        )
+        #: This process's live sessions, by id: a resume here closes the old socket at once.
+        self.live: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        self.stats = {"created": 0, "resumed": 0, "refused": 0, "replayed": 0}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        request = query_param(scope, RESUME_PARAM)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        scope, conn, receive, send = attach_session(scope, receive, send)
+        conn.control.register("ack", _ack)
+        handler = _SessionHandshake(self, conn, request, query_param(scope, SEQ_PARAM))
+        await conn.run(self.app, scope, handler.receive(receive), handler.send(send))
+
+    def blocking(self, limits: QueueLimits) -> QueueLimits:
+        """``limits`` with the ``block`` policy (falling back to ``close``): stored frames are never dropped."""
+        if limits.policy == "block" and limits.fallback == "close":
+            return limits
+        found = self._blocking.get(id(limits))
+        if found is None:
+            found = dataclasses.replace(limits, policy="block", fallback="close")
+            if len(self._blocking) < 64:  # one per BackpressureMiddleware configuration in practice
+                self._blocking[id(limits)] = found
+                self._keep.append(limits)
+        return found
+
+    async def close(self) -> None:
+        """Release the store's connections (call at shutdown)."""
+        await self.store.close()
+
+
+class _SessionHandshake:
+    """Per connection: opens the session when the app accepts, ends it when the socket goes."""
+
+    __slots__ = ("client_closed", "conn", "mw", "request", "seq_param", "session")
+
+    def __init__(self, mw: ResumeMiddleware, conn: Connection, request: str, seq_param: str | None) -> None:
+        self.mw = mw
+        self.conn = conn
+        self.request = request
+        self.seq_param = seq_param
+        self.session: Session | None = None
+        self.client_closed = False
+
+    def receive(self, receive: Receive) -> Receive:
+        async def receive_noting_the_close() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and message.get("code") == CloseCode.NORMAL_CLOSURE:
+                self.client_closed = self.conn.close_code is None
+            return message
+
+        return receive_noting_the_close
+
+    def send(self, send: Send) -> Send:
+        def send_through_the_session(message: Message) -> Any:
+            session = self.session
+            if (
+                session is not None
+                and message["type"] == "websocket.send"
+                and not self.conn.closing
+                and not self.conn.ended
+            ):
+                return session.send(message)
+            if message["type"] == "websocket.accept" and session is None:
+                return self._accept(send, message)
+            return send(message)
+
+        return send_through_the_session
+
+    async def _accept(self, send: Send, message: Message) -> None:
+        await send(message)
+        conn = self.conn
+        limits = conn.outbound.limits
+        if limits is None:
+            conn.outbound.configure(self.mw.queue_limits)
+        elif limits.policy != "block":
+            conn.outbound.limits = self.mw.blocking(limits)
+        try:
+            session = await self._open()
+        except Exception:
+            logger.exception("could not open a resumable session: continuing without resumption")
+            return
+        self.session = session
+        conn.extras["session"] = session
+        namespace(conn.scope)["session"] = session
+        self.mw.live[session.id] = session
+        conn.on_end(lambda: _finish_later(self, session))
+        interval = self.mw.limits.window / 3
+        _schedule_renewal(conn, session, interval)
+
+    async def _open(self) -> Session:
+        mw, conn = self.mw, self.conn
+        identity = _identity(conn.scope)
+        owner = uuid.uuid4().hex
+        if self.request != "new":
+            try:
+                session = await self._resume(identity, owner)
+            except ResumeRefused as refused:
+                mw.stats["refused"] += 1
+                logger.info("resume refused (%s): %s", refused.code, refused.reason)
+                conn.control.send("resume_failed", {"code": refused.code, "reason": refused.reason})
+            else:
+                mw.stats["resumed"] += 1
+                return session
+        session_id = uuid.uuid4().hex
+        try:
+            await mw.store.create(session_id, owner, identity, mw.limits.window)
+        except Exception as exc:
+            conn.control.send(
+                "resume_failed", {"code": "store_unavailable", "reason": "the session store is unavailable"}
+            )
+            raise ConfigurationError(f"session store unavailable: {exc}") from exc
+        mw.stats["created"] += 1
+        session = Session(conn, mw.store, mw.signer, mw.limits, session_id, owner, identity)
+        session.announce()
+        return session
+
+    async def _resume(self, identity: str | None, owner: str) -> Session:
+        mw, conn = self.mw, self.conn
+        session_id, token_identity = mw.signer.verify(self.request)
+        try:
+            client_seq = int(self.seq_param or "")
+            if client_seq < 0:
+                raise ValueError
+        except ValueError:
+            raise ResumeRefused("bad_request", f"{SEQ_PARAM} must be the count of data frames received") from None
+        if token_identity != identity:
+            raise ResumeRefused("identity_mismatch", "this connection is not authenticated as the session's user")
+        old = mw.live.get(session_id)
+        try:
+            state = await mw.store.claim(session_id, owner, mw.limits.window)
+        except Exception as exc:
+            raise ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}") from exc
+        if state is None:
+            raise ResumeRefused("unknown_session", "the session expired or is unknown to this server")
+        if old is not None and old.conn is not conn:
+            old.detached = True
+            old.conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+        if client_seq > state.head:
+            raise ResumeRefused("seq_ahead", f"{SEQ_PARAM}={client_seq} but the session sent {state.head} messages")
+        if client_seq < state.first - 1:
+            raise ResumeRefused("gap_too_old", f"messages after {client_seq} were trimmed (oldest kept: {state.first})")
+        try:
+            frames = await mw.store.read(session_id, client_seq)
+        except Exception as exc:
+            raise ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}") from exc
+        if len(frames) != state.head - client_seq:
+            raise ResumeRefused("gap_too_old", "the stored messages changed during the resume: resync")
+        session = Session(conn, mw.store, mw.signer, mw.limits, session_id, owner, identity, state.head, resumed=True)
+        session.offered = client_seq
+        session.rooms = dict(state.rooms)
+        session.hold()  # room messages arriving from now on wait behind the replay
+        conn.extras["session"] = session  # Rooms numbers deliveries through the session
+        if mw.rooms is not None:
+            for room, fmt in state.rooms.items():
+                try:
+                    await mw.rooms.join(room, conn, format=fmt)
+                except Exception as exc:  # a room the user may no longer enter, or a broker outage
+                    session.rooms.pop(room, None)
+                    logger.info("session %s: not rejoining room %r: %s", session_id, room, exc)
+        # Room messages published while no socket held the session were delivered to nobody on
+        # its behalf: say so (room_gap) rather than replay partially in silence.
+        rooms = sorted(session.rooms)
+        session.announce("resumed", replay=len(frames), rooms=rooms, room_gap=bool(rooms))
+        await session.replay(frames)
+        mw.stats["replayed"] += len(frames)
+        return session
+
+
+def _identity(scope: Scope) -> str | None:
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    identity = getattr(user, "identity", None)
+    return str(identity) if identity is not None else None
+
+
+def _ack(conn: Connection, message: dict[str, Any]) -> None:
+    seq = field(message, "seq", int)
+    session = session_of(conn)
+    if session is not None and 0 <= seq <= session.offered:
+        session.ack(seq)
+
+
+def _schedule_renewal(conn: Connection, session: Session, interval: float) -> None:
+    def renew() -> None:
+        if conn.ended or session.detached:
+            return
+        task = asyncio.get_running_loop().create_task(session.renew())
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+        conn.call_later(interval, renew)
+
+    conn.call_later(interval, renew)
+
+
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+async def _finish(handshake: _SessionHandshake, session: Session) -> None:
+    await session.finish(ended_by_client=handshake.client_closed)
+    if handshake.mw.live.get(session.id) is session:
+        del handshake.mw.live[session.id]
+
+
+def _finish_later(handshake: _SessionHandshake, session: Session) -> None:
+    # Runs after the receive wrapper has seen the client's close code, which follows this hook.
+    task = asyncio.get_running_loop().create_task(_finish(handshake, session))
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+__all__ = ["RESUME_PARAM", "SEQ_PARAM", "ResumeMiddleware"]

@@ -1,0 +1,327 @@
+"""One resumable session on one connection: numbering, storing before sending, acks, renewal.
+
+The wire carries no sequence numbers: the client counts the data frames it receives (control
+frames excluded), and the server numbers them the same way, so the n-th data frame of a
+session is seq n on both sides. Resumption therefore costs application messages nothing in
+size, and plain clients are never involved.
+
+Every data frame goes through :meth:`Session.offer`: it gets the next seq, joins the pending
+batch, and one flush at a time stores the batch and only then hands its frames, in order, to
+the connection's outbound path. The application does not wait for the store unless the
+pending batch grows past ``max_pending`` (then its ``send`` waits: backpressure).
+A stored frame is never dropped by a queue policy: the connection's queue policy becomes
+``block`` (falling back to closing with 1013), and the client resumes from the last frame it
+really received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..close_codes import CloseCode
+from ..outbound import SLOW
+from ..types import Message
+from .store import SessionStore, frame_of, message_of
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from .tokens import TokenSigner
+
+logger = logging.getLogger("asgi_ws.resume")
+
+#: Frames stored by one store call at most (Redis scripts take a bounded argument list).
+MAX_BATCH = 4000
+
+
+class SessionLimits:
+    """Bounds of one session's retained history and of its pending batch."""
+
+    __slots__ = ("max_bytes", "max_messages", "max_pending", "window")
+
+    def __init__(self, window: float, max_messages: int, max_bytes: int, max_pending: int) -> None:
+        self.window = window
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.max_pending = max_pending
+
+
+class Session:
+    """The resumable session of one connection (``scope["asgi_ws"]["session"]``).
+
+    Attributes:
+        id: the session id.
+        resumed: True when this connection resumed an earlier session.
+        seq: seq of the last data frame numbered (stored or about to be).
+        rooms: room -> member format, restored by a resume.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_acked",
+        "_flusher",
+        "_held",
+        "_pending",
+        "_retained",
+        "_retained_bytes",
+        "_waiters",
+        "conn",
+        "detached",
+        "id",
+        "identity",
+        "limits",
+        "offered",
+        "owner",
+        "resumed",
+        "rooms",
+        "seq",
+        "signer",
+        "store",
+        "stored",
+    )
+
+    def __init__(
+        self,
+        conn: Connection,
+        store: SessionStore,
+        signer: TokenSigner,
+        limits: SessionLimits,
+        session_id: str,
+        owner: str,
+        identity: str | None,
+        seq: int = 0,
+        *,
+        resumed: bool = False,
+    ) -> None:
+        self.conn = conn
+        self.store = store
+        self.signer = signer
+        self.limits = limits
+        self.id = session_id
+        self.owner = owner
+        self.identity = identity
+        self.resumed = resumed
+        self.seq = self.stored = self.offered = seq
+        self.rooms: dict[str, str] = {}
+        self.detached = False
+        self._acked = seq
+        self._pending: list[Message] = []
+        self._retained: collections.deque[int] = collections.deque()  # sizes of stored, unacked frames
+        self._retained_bytes = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        #: While a resume replays, new frames are stored but held back here, behind the replay.
+        self._held: list[Message] | None = None
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def offer(self, message: Message) -> bool:
+        """Number ``message`` and queue it for storing then sending; the fan-out entry point.
+
+        Fan-out cannot wait: a member whose pending frames reach ``4 * max_pending`` (its
+        client or the store cannot keep up) is closed with 1013, and resumes.
+        """
+        if self.detached:
+            return False
+        if len(self._pending) >= 4 * self.limits.max_pending and not self.conn.ended:
+            self._give_up(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            return False
+        self.seq += 1
+        self._pending.append(message)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return True
+
+    def send(self, message: Message) -> Any:
+        """The application's ``send`` for data frames: returns an awaitable, as ASGI requires."""
+        self.offer(message)
+        if len(self._pending) < self.limits.max_pending:
+            return self.conn._done
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        return waiter
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                frames = [frame_of(m) for m in batch]
+                keep_from = self._keep_from(frames)
+                try:
+                    ok = await self.store.append(
+                        self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window
+                    )
+                except Exception as exc:  # the store's own errors (redis-py, OSError)
+                    logger.error("session %s: could not store outgoing messages (%s): closing", self.id, exc)
+                    self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
+                    return
+                if not ok:
+                    self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+                    return
+                self.stored += len(batch)
+                if self._waiters is not None and len(self._pending) < self.limits.max_pending:
+                    waiters, self._waiters = self._waiters, None
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+                if self._held is not None:
+                    self._held.extend(batch)
+                    continue
+                await self._hand_over(batch)
+        finally:
+            self._flusher = None
+            if self._waiters is not None and (self.detached or self.conn.ended):
+                waiters, self._waiters = self._waiters, None
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _hand_over(self, messages: list[Message]) -> None:
+        """Give stored frames to the outbound path in order, waiting for room in its queue
+        (its policy is ``block``, falling back to closing with 1013: never a dropped frame)."""
+        outbound = self.conn.outbound
+        for message in messages:
+            self.offered += 1
+            if self.conn.ended or self.conn.closing:
+                continue  # stored: the client gets it by resuming
+            try:
+                if outbound.write_now(message) == SLOW:
+                    await outbound.send(message)
+            except (OSError, RuntimeError):
+                continue  # the socket broke; the connection ends, the frames stay stored
+
+    def _keep_from(self, frames: list[bytes]) -> int:
+        """Record the batch's sizes; return the oldest seq to keep under the history bounds."""
+        retained = self._retained
+        for frame in frames:
+            retained.append(len(frame))
+            self._retained_bytes += len(frame)
+        keep_from = self.stored + len(frames) + 1 - len(retained)
+        limits = self.limits
+        while retained and (len(retained) > limits.max_messages or self._retained_bytes > limits.max_bytes):
+            self._retained_bytes -= retained.popleft()
+            keep_from += 1
+        return keep_from
+
+    def _give_up(self, code: int, reason: str) -> None:
+        self.detached = True
+        self._pending.clear()
+        self.conn.close(code, reason)
+
+    # -- acknowledgements and renewal ----------------------------------------------------------
+
+    def ack(self, seq: int) -> None:
+        """The client has every frame up to ``seq``: they need not be kept."""
+        retained = self._retained
+        first = self.stored + 1 - len(retained)
+        while retained and first <= seq:
+            self._retained_bytes -= retained.popleft()
+            first += 1
+        self._acked = max(self._acked, seq)
+
+    def keep_from(self) -> int:
+        return self.stored + 1 - len(self._retained)
+
+    def token(self) -> str:
+        return self.signer.sign(self.id, self.identity)
+
+    def announce(self, op: str = "session", **extra: Any) -> None:
+        """Tell the client its session (``session``/``resumed``) with a fresh token."""
+        fields = {"id": self.id, "token": self.token(), "seq": self.offered, "window": self.limits.window, **extra}
+        self.conn.control.send(op, fields)
+
+    async def renew(self) -> bool:
+        """Extend the session's life in the store, trim acked frames, send a fresh token.
+
+        Returns False when the session was claimed by another connection (then closed).
+        """
+        try:
+            ok = await self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, self.rooms)
+        except Exception as exc:
+            logger.warning("session %s: could not renew it in the store: %s", self.id, exc)
+            return True
+        if not ok:
+            self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+            return False
+        if not self.conn.ended and not self.conn.closing:
+            self.announce()
+        return True
+
+    async def finish(self, *, ended_by_client: bool) -> None:
+        """The socket is gone: store what is pending, then keep the session for the window,
+        or forget it when the client closed it for good (close code 1000)."""
+        flusher = self._flusher
+        if flusher is not None:
+            await asyncio.wait([flusher])
+        self.detached = True
+        try:
+            if ended_by_client:
+                await self.store.delete(self.id, self.owner)
+            else:
+                await self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, self.rooms)
+        except Exception as exc:
+            logger.warning("session %s: could not update the store at disconnect: %s", self.id, exc)
+
+    def hold(self) -> None:
+        """Hold new frames back (stored, not sent) until :meth:`replay` has sent the missed ones."""
+        self._held = []
+
+    async def replay(self, frames: list[bytes]) -> None:
+        """Send stored frames again, in order, after ``resumed`` (they keep their seqs), then
+        the frames held back meanwhile.
+
+        Replay waits for room in the outbound queue rather than overflowing it.
+        """
+        send = self.conn.outbound.send
+        for frame in frames:
+            size = len(frame)
+            self._retained.append(size)
+            self._retained_bytes += size
+            self.offered += 1
+            message = message_of(frame)
+            message["asgi_ws"] = {"overflow": "block"}
+            await send(message)
+        held, self._held = self._held or [], None
+        await self._hand_over(held)
+
+    # -- rooms -----------------------------------------------------------------------------------
+
+    def joined(self, room: str, fmt: str) -> None:
+        """Rooms calls this: the membership comes back with a resume."""
+        if self.rooms.get(room) != fmt:
+            self.rooms[room] = fmt
+            self._save_rooms()
+
+    def left(self, room: str) -> None:
+        """Rooms calls this; leaving because the socket ended keeps the membership for a resume."""
+        if not self.conn.ended and self.rooms.pop(room, None) is not None:
+            self._save_rooms()
+
+    def _save_rooms(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._touch_rooms())
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    async def _touch_rooms(self) -> None:
+        try:
+            await self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, dict(self.rooms))
+        except Exception as exc:
+            logger.warning("session %s: could not record its rooms: %s", self.id, exc)
+
+
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+def session_of(conn: Connection) -> Session | None:
+    """The resumable session of ``conn``, if it has one."""
+    extras = conn._extras
+    session = extras.get("session") if extras is not None else None
+    return session if isinstance(session, Session) else None
+
+
+__all__ = ["MAX_BATCH", "Session", "SessionLimits", "session_of"]

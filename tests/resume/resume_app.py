@@ -1,0 +1,51 @@
+"""The application of the resumption tests: numbered messages on demand, and a room.
+
+Client messages: ``emit A B`` sends the texts ``A`` .. ``B-1`` (binary for multiples of 7, to
+cover both frame types); ``join R`` joins room R; ``publish R X`` publishes X to room R.
+``ASGI_WS_TEST_STORE`` / ``ASGI_WS_TEST_BROKER`` choose the session store and the broker, so
+two server processes can share them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from asgi_ws import ResumeMiddleware, Rooms
+
+KEYS = ["old-key", "resume-test-key"]
+rooms = Rooms(os.environ.get("ASGI_WS_TEST_BROKER", "memory://"), namespace=os.environ.get("ASGI_WS_TEST_NS", "resume"))
+
+
+def number_message(i: int) -> dict[str, Any]:
+    if i % 7 == 0:
+        return {"type": "websocket.send", "bytes": str(i).encode()}
+    return {"type": "websocket.send", "text": str(i)}
+
+
+async def numbers(scope: Any, receive: Any, send: Any) -> None:
+    assert scope["type"] == "websocket"
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        command, *args = (message.get("text") or "").split(" ")
+        if command == "emit":
+            for i in range(int(args[0]), int(args[1])):
+                await send(number_message(i))
+        elif command == "join":
+            await rooms.join(args[0], scope)
+            await send({"type": "websocket.send", "text": f"joined {args[0]}"})
+        elif command == "publish":
+            await rooms.publish(args[0], args[1])
+
+
+def make_app(store: str = "memory://", **options: Any) -> ResumeMiddleware:
+    return ResumeMiddleware(numbers, secret_keys=KEYS, store=store, rooms=rooms, **options)
+
+
+app = make_app(
+    os.environ.get("ASGI_WS_TEST_STORE", "memory://"), window=float(os.environ.get("ASGI_WS_TEST_WINDOW", "60"))
+)
