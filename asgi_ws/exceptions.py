@@ -14,9 +14,10 @@ connection, as the ASGI spec asks of ``send`` on a closed socket). The tree::
     │   │   └── CredentialsExpired             401
     │   └── PermissionDenied                   403
     ├── ConnectionClosed (OSError)             carries .code, .reason
-    └── BrokerError
-        ├── BrokerUnavailable (ConnectionError)  the broker cannot be reached at start-up
-        └── BrokerClosed                          used after close()
+    ├── BrokerError
+    │   ├── BrokerUnavailable (ConnectionError)  the broker cannot be reached at start-up
+    │   └── BrokerClosed                          used after close()
+    └── ClientError                               the Python client's, in asgi_ws.client.exceptions
 
 Handshake exceptions are raised by pluggable parts (auth backends, ``authorize`` hooks,
 ``select`` callables) and turned by the middleware into an HTTP refusal before accept.

@@ -12,12 +12,14 @@ from asgi_ws import exceptions
 
 SUBMODULES = [
     "asgi_ws.auth",
+    "asgi_ws.client",
     "asgi_ws.close_codes",
     "asgi_ws.connection",
     "asgi_ws.deny",
     "asgi_ws.exceptions",
     "asgi_ws.log",
     "asgi_ws.middleware",
+    "asgi_ws.resume",
     "asgi_ws.timers",
     "asgi_ws.types",
 ]

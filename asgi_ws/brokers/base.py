@@ -18,6 +18,12 @@ The contract every broker meets, checked by ``tests/brokers/conformance.py``:
   ``BrokerEvent("reconnected", ..., lost_seconds=...)``; messages published meanwhile may be
   lost (pub/sub backends keep nothing), which is why the loss window is reported.
 - ``close()`` is idempotent; using the broker afterwards raises ``BrokerClosed``.
+
+Brokers that can keep **history** (``memory://`` and ``redis://`` with ``?history=N``) give
+every message a *position* in its channel: ``publish`` returns it, ``deliver`` receives it as a
+third argument, and :meth:`Broker.history` returns what a channel carried after a position. Every
+process sees a channel's messages in position order. Session resumption uses it to fill in
+room messages published while a client was away.
 """
 
 from __future__ import annotations
@@ -26,10 +32,26 @@ import abc
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-Deliver = Callable[[str, bytes], None]
+from ..exceptions import BrokerError
+
+
+class Deliver(Protocol):
+    """``deliver(channel, payload)``, or ``deliver(channel, payload, position)`` from a broker with history."""
+
+    def __call__(self, channel: str, payload: bytes, position: str | None = None, /) -> None: ...
+
+
+def position_key(position: str) -> tuple[int, int]:
+    """The order of a position (``"<int>-<int>"``, as Redis stream ids): compare these, not the strings."""
+    high, _, low = position.partition("-")
+    return int(high), int(low or 0)
+
+
+#: The position before any message of a channel.
+START = "0-0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +96,21 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    #: Messages kept per channel for :meth:`history`; 0 (the default) keeps none.
+    history_size: int = 0
+
     @abc.abstractmethod
-    async def publish(self, channel: str, payload: bytes) -> None: ...
+    async def publish(self, channel: str, payload: bytes) -> str | None:
+        """Publish; returns the message's position when the broker keeps history, else None."""
+
+    async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
+        """The messages of ``channel`` after position ``after``, oldest first, with their positions;
+        None when the history no longer reaches back to ``after`` (trimmed)."""
+        raise BrokerError(f"the broker {self.safe_url} keeps no history (add ?history=N to its URL)")
+
+    async def last_position(self, channel: str) -> str:
+        """The position of the newest message of ``channel`` (:data:`START` when none)."""
+        raise BrokerError(f"the broker {self.safe_url} keeps no history (add ?history=N to its URL)")
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None: ...

@@ -38,11 +38,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisError, ResponseError
 
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
-from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel
+from .base import START, Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, position_key
 
 logger = logging.getLogger(__name__)
 
-_OWN_OPTIONS = ("prefix", "sharded", "health_check_interval")
+_OWN_OPTIONS = ("prefix", "sharded", "health_check_interval", "history", "history_ttl")
+
+# history=N: the message is added to a stream (the channel's own name, as a key) and published
+# with its stream id in front, in one script: every subscriber sees the ids in stream order.
+_PUBLISH_KEPT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call(ARGV[4], KEYS[1], id .. ' ' .. ARGV[1])
+return id
+"""
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -70,6 +79,10 @@ class RedisBroker(Broker):
             self.ping_interval = float(own.get("health_check_interval", "30"))
             if sharded is None or not self.ping_interval >= 0:
                 raise ValueError("sharded is 1/0 or true/false; health_check_interval a number of seconds >= 0")
+            self.history_size = int(own.get("history", "0"))
+            self.history_ttl = float(own.get("history_ttl", "3600"))
+            if self.history_size < 0 or not self.history_ttl > 0:
+                raise ValueError("history is a number of messages >= 0; history_ttl seconds > 0")
             rest = urlencode([(key, value) for key, value in query if key not in _OWN_OPTIONS])
             self._options: dict[str, Any] = dict(parse_url(urlunsplit(parts._replace(query=rest))))
         except ValueError as exc:
@@ -129,8 +142,9 @@ class RedisBroker(Broker):
         if self._publisher is not None:
             await self._publisher.aclose()
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        """Publish once, without waiting for a reconnection or buffering.
+    async def publish(self, channel: str, payload: bytes) -> str | None:
+        """Publish once, without waiting for a reconnection or buffering; with history, return
+        the message's position (its stream id).
 
         Raises:
             BrokerError: Redis cannot be reached (within ``socket_connect_timeout``) or refused.
@@ -140,12 +154,62 @@ class RedisBroker(Broker):
         key = self._key(channel)
         try:
             try:
-                await self._publish(key, payload)
+                return await self._publish(key, payload)
             except MovedError as moved:  # sharded, and the cluster moved our slot: follow once
                 await self._move((moved.host, moved.port))
-                await self._publish(key, payload)
+                return await self._publish(key, payload)
         except (RedisError, OSError) as exc:
             raise BrokerError(self._scrub(f"could not publish to Redis at {self.safe_url}: {exc}")) from None
+
+    async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
+        """Messages after ``after`` from the channel's stream; None if trimmed past it.
+
+        Raises:
+            BrokerError: no history configured, or Redis unreachable.
+        """
+        if not self.history_size:
+            return await super().history(channel, after)
+        self._check()
+        key = self._key(channel)
+        try:
+            client: Any = self._client()  # redis-py's reply types are unions of everything
+            entries = await client.xrange(key, min=f"({after}", max="+")
+            if (entries or after != START) and await self._trimmed_past(client, key, after):
+                return None
+        except (RedisError, OSError) as exc:
+            raise BrokerError(self._scrub(f"could not read history from Redis at {self.safe_url}: {exc}")) from None
+        return [(_text(entry_id), fields[b"p"]) for entry_id, fields in entries]
+
+    async def _trimmed_past(self, client: Any, key: bytes, after: str) -> bool:
+        """Did trimming remove messages that came after ``after``?
+
+        Trimming removes the oldest first, so while ``after`` itself is kept nothing after it
+        was removed. Once it is gone, messages between it and the oldest kept one may have
+        been: counted as a gap (only the rare "the next one is exactly the oldest kept" is
+        refused needlessly). No key at all: nothing was published for ``history_ttl``
+        seconds, so nothing after ``after`` can be missing.
+        """
+        if not await client.exists(key):
+            return False
+        if after == START:  # the channel was empty when the cursor was taken
+            info = await client.xinfo_stream(key)
+            added = info.get("entries-added", info.get(b"entries-added"))
+            return added is not None and int(added) > int(info.get("length", info.get(b"length", 0)))
+        if await client.xrange(key, min=after, max=after, count=1):
+            return False
+        oldest = await client.xrange(key, min="-", max="+", count=1)
+        return bool(oldest) and position_key(_text(oldest[0][0])) > position_key(after)
+
+    async def last_position(self, channel: str) -> str:
+        if not self.history_size:
+            return await super().last_position(channel)
+        self._check()
+        try:
+            client: Any = self._client()
+            newest = await client.xrevrange(self._key(channel), max="+", min="-", count=1)
+        except (RedisError, OSError) as exc:
+            raise BrokerError(self._scrub(f"could not read history from Redis at {self.safe_url}: {exc}")) from None
+        return _text(newest[0][0]) if newest else START
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe; returns once Redis has confirmed (at once during an outage: the
@@ -214,9 +278,15 @@ class RedisBroker(Broker):
         retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         return Redis.from_pool(BlockingConnectionPool(retry=retry, **kwargs))
 
-    async def _publish(self, key: bytes, payload: bytes) -> None:
+    async def _publish(self, key: bytes, payload: bytes) -> str | None:
         client = self._client()
+        if self.history_size:
+            command = "SPUBLISH" if self.sharded else "PUBLISH"
+            ttl_ms = max(1, int(self.history_ttl * 1000))
+            position = await client.eval(_PUBLISH_KEPT, 1, key, payload, self.history_size, ttl_ms, command)
+            return position.decode() if isinstance(position, bytes) else str(position)
         await (client.spublish(key, payload) if self.sharded else client.publish(key, payload))
+        return None
 
     async def _move(self, address: tuple[str, int] | None) -> None:
         if address != self._address:
@@ -386,7 +456,11 @@ class RedisBroker(Broker):
                     name = names.get(response[1])
                     if name is not None:
                         try:
-                            self._deliver(name, response[2])
+                            if self.history_size:
+                                position, _, payload = response[2].partition(b" ")
+                                self._deliver(name, payload, position.decode())
+                            else:
+                                self._deliver(name, response[2])
                         except Exception:
                             logger.exception("delivering a message of channel %r failed", name)
                 else:
@@ -417,7 +491,11 @@ class RedisBroker(Broker):
         await (await self._command(conn, (b"PING",)))
 
 
-def _nowhere(channel: str, payload: bytes) -> None:
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _nowhere(channel: str, payload: bytes, position: str | None = None, /) -> None:
     """The deliver callback before connect()."""
 
 

@@ -239,22 +239,56 @@ class _SessionHandshake:
         session = Session(conn, mw.store, mw.signer, mw.limits, session_id, owner, identity, state.head, resumed=True)
         session.offered = client_seq
         session.rooms = dict(state.rooms)
-        session.hold()  # room messages arriving from now on wait behind the replay
+        session.cursors = dict(state.cursors)
+        session.hold()  # frames numbered from now on wait behind the replay
         conn.extras["session"] = session  # Rooms numbers deliveries through the session
-        if mw.rooms is not None:
-            for room, fmt in state.rooms.items():
+        try:
+            gaps = await self._restore_rooms(session)
+        except ResumeRefused:
+            if mw.rooms is not None:
+                await mw.rooms.leave_all(conn)  # the fresh session starts with no room
+            conn.extras.pop("session", None)
+            raise
+        session.announce("resumed", replay=session.seq - client_seq, rooms=sorted(session.rooms), room_gap=gaps)
+        await session.replay(frames)
+        mw.stats["replayed"] += session.seq - client_seq
+        return session
+
+    async def _restore_rooms(self, session: Session) -> bool:
+        """Rejoin the session's rooms and, with a history broker, number the room messages
+        published while it was away. Returns True when some room's gap could not be filled."""
+        rooms = self.mw.rooms
+        if rooms is None:  # nothing to rejoin them with: the session starts this connection in no room
+            session.rooms.clear()
+            return False
+        if not session.rooms:
+            return False
+        session.hold_live()  # live room messages wait, unnumbered, until the gaps are filled
+        gap = False
+        try:
+            for room, fmt in list(session.rooms.items()):
                 try:
-                    await mw.rooms.join(room, conn, format=fmt)
+                    await rooms.join(room, self.conn, format=fmt)
                 except Exception as exc:  # a room the user may no longer enter, or a broker outage
                     session.rooms.pop(room, None)
-                    logger.info("session %s: not rejoining room %r: %s", session_id, room, exc)
-        # Room messages published while no socket held the session were delivered to nobody on
-        # its behalf: say so (room_gap) rather than replay partially in silence.
-        rooms = sorted(session.rooms)
-        session.announce("resumed", replay=len(frames), rooms=rooms, room_gap=bool(rooms))
-        await session.replay(frames)
-        mw.stats["replayed"] += len(frames)
-        return session
+                    logger.info("session %s: not rejoining room %r: %s", session.id, room, exc)
+            for room, fmt in session.rooms.items():
+                cursor = session.cursors.get(room)
+                if not rooms.history or cursor is None:
+                    gap = True
+                    continue
+                try:
+                    missed = await rooms.missed(room, fmt, cursor)
+                except Exception as exc:
+                    raise ResumeRefused("store_unavailable", f"the history of room {room!r} is unavailable") from exc
+                if missed is None:
+                    raise ResumeRefused("gap_too_old", f"the history of room {room!r} no longer reaches back that far")
+                session.fill(room, missed)
+        except BaseException:
+            session.drop_live()
+            raise
+        session.release_live()
+        return gap
 
 
 def _identity(scope: Scope) -> str | None:

@@ -21,7 +21,7 @@ from ..exceptions import ConfigurationError
 from .store import Frame, SessionState, SessionStore
 
 _CREATE = """
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'identity', ARGV[2], 'head', 0, 'first', 1, 'rooms', '{}')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -32,7 +32,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return redis.call('HMGET', KEYS[1], 'identity', 'head', 'first', 'rooms')
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'identity', 'head', 'first', 'rooms')
+state[5] = redis.call('HGETALL', KEYS[3])
+return state
 """
 
 # Shared by append and touch: drop frames below keep_from (ARGV[3]), then extend the expiry.
@@ -47,6 +50,13 @@ if keep > first then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+"""
+
+# ARGV[5] pairs of (room, position) follow, in ARGV[6...]: the rooms' cursors.
+_SET_CURSORS = """
+local pairs_end = 5 + 2 * tonumber(ARGV[5])
+for i = 6, pairs_end, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 """
 
 _APPEND = (
@@ -54,8 +64,11 @@ _APPEND = (
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 local head = tonumber(redis.call('HGET', KEYS[1], 'head'))
 if head + 1 ~= tonumber(ARGV[4]) then return 0 end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
-redis.call('HSET', KEYS[1], 'head', head + #ARGV - 4)
+"""
+    + _SET_CURSORS
+    + """
+redis.call('RPUSH', KEYS[2], unpack(ARGV, pairs_end + 1))
+redis.call('HSET', KEYS[1], 'head', head + #ARGV - pairs_end)
 """
     + _TRIM_AND_EXPIRE
     + "return 1\n"
@@ -66,6 +79,7 @@ _TOUCH = (
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'rooms', ARGV[4]) end
 """
+    + _SET_CURSORS
     + _TRIM_AND_EXPIRE
     + "return 1\n"
 )
@@ -79,7 +93,7 @@ return redis.call('LRANGE', KEYS[2], start, -1)
 """
 
 _DELETE = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) end
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
 return 1
 """
 
@@ -114,7 +128,7 @@ class RedisSessionStore(SessionStore):
 
     def _keys(self, session_id: str) -> list[str]:
         base = f"{self.prefix}{{{session_id}}}"
-        return [f"{base}:m", f"{base}:l"]
+        return [f"{base}:m", f"{base}:l", f"{base}:c"]
 
     async def create(self, session_id: str, owner: str, identity: str | None, ttl: float) -> None:
         await self._create(keys=self._keys(session_id), args=[owner, identity or "", _ms(ttl)])
@@ -123,34 +137,58 @@ class RedisSessionStore(SessionStore):
         reply: Any = await self._claim(keys=self._keys(session_id), args=[owner, _ms(ttl)])
         if not reply:
             return None
-        identity, head, first, rooms = reply
+        identity, head, first, rooms, flat_cursors = reply
+        cursors = {k.decode(): v.decode() for k, v in zip(flat_cursors[::2], flat_cursors[1::2], strict=True)}
         return SessionState(
             identity.decode() or None if identity is not None else None,
             int(head),
             int(first),
             json.loads(rooms) if rooms else {},
+            cursors,
         )
 
     async def append(
-        self, session_id: str, owner: str, first_seq: int, frames: Sequence[Frame], keep_from: int, ttl: float
+        self,
+        session_id: str,
+        owner: str,
+        first_seq: int,
+        frames: Sequence[Frame],
+        keep_from: int,
+        ttl: float,
+        cursors: dict[str, str] | None = None,
     ) -> bool:
-        args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *frames]
+        args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), *frames]
         return bool(await self._append(keys=self._keys(session_id), args=args))
 
     async def read(self, session_id: str, after: int) -> list[Frame]:
         return list(await self._read(keys=self._keys(session_id), args=[after]))
 
     async def touch(
-        self, session_id: str, owner: str, keep_from: int, ttl: float, rooms: dict[str, str] | None = None
+        self,
+        session_id: str,
+        owner: str,
+        keep_from: int,
+        ttl: float,
+        rooms: dict[str, str] | None = None,
+        cursors: dict[str, str] | None = None,
     ) -> bool:
         encoded = "" if rooms is None else json.dumps(rooms, separators=(",", ":"))
-        return bool(await self._touch(keys=self._keys(session_id), args=[owner, _ms(ttl), keep_from, encoded]))
+        args: list[Any] = [owner, _ms(ttl), keep_from, encoded, *_pairs(cursors)]
+        return bool(await self._touch(keys=self._keys(session_id), args=args))
 
     async def delete(self, session_id: str, owner: str) -> None:
         await self._delete(keys=self._keys(session_id), args=[owner])
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _pairs(cursors: dict[str, str] | None) -> list[Any]:
+    """The count then the (room, position) pairs, as the scripts take them."""
+    flat: list[Any] = [len(cursors or ())]
+    for room, position in (cursors or {}).items():
+        flat += [room, position]
+    return flat
 
 
 def _ms(seconds: float) -> int:

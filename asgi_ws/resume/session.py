@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..outbound import SLOW
 from ..types import Message
@@ -61,13 +63,17 @@ class Session:
     __slots__ = (
         "__weakref__",
         "_acked",
+        "_filled",
         "_flusher",
         "_held",
+        "_live_hold",
+        "_moves",
         "_pending",
         "_retained",
         "_retained_bytes",
         "_waiters",
         "conn",
+        "cursors",
         "detached",
         "id",
         "identity",
@@ -114,6 +120,14 @@ class Session:
         self._waiters: list[asyncio.Future[None]] | None = None
         #: While a resume replays, new frames are stored but held back here, behind the replay.
         self._held: list[Message] | None = None
+        #: room -> position of the newest room message numbered for this session (brokers
+        #: with history): where a resume fills the room's gap from.
+        self.cursors: dict[str, str] = {}
+        # (seq, room, position) of numbered room messages not yet stored: stored with their batch.
+        self._moves: collections.deque[tuple[int, str, str]] = collections.deque()
+        #: While a resume fills the rooms' gaps, live room messages wait here, unnumbered.
+        self._live_hold: list[tuple[Message, str, str | None]] | None = None
+        self._filled: dict[str, str] = {}  # room -> position the fill reached
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -134,6 +148,17 @@ class Session:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return True
 
+    def offer_from(self, message: Message, room: str, position: str | None) -> bool:
+        """A room message (Rooms' fan-out): numbered like any frame, and the room's position kept."""
+        if self._live_hold is not None:
+            self._live_hold.append((message, room, position))
+            return True
+        if not self.offer(message):
+            return False
+        if position is not None:
+            self._moves.append((self.seq, room, position))
+        return True
+
     def send(self, message: Message) -> Any:
         """The application's ``send`` for data frames: returns an awaitable, as ASGI requires."""
         self.offer(message)
@@ -152,9 +177,10 @@ class Session:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 frames = [frame_of(m) for m in batch]
                 keep_from = self._keep_from(frames)
+                cursors = self._cursors_of_batch(self.stored + len(batch))
                 try:
                     ok = await self.store.append(
-                        self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window
+                        self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors
                     )
                 except Exception as exc:  # the store's own errors (redis-py, OSError)
                     logger.error("session %s: could not store outgoing messages (%s): closing", self.id, exc)
@@ -180,6 +206,18 @@ class Session:
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
+
+    def _cursors_of_batch(self, last_seq: int) -> dict[str, str] | None:
+        """The rooms' positions reached by the frames up to ``last_seq``, stored with them."""
+        moves = self._moves
+        if not moves or moves[0][0] > last_seq:
+            return None
+        cursors: dict[str, str] = {}
+        while moves and moves[0][0] <= last_seq:
+            _, room, position = moves.popleft()
+            cursors[room] = position
+        self.cursors.update(cursors)
+        return cursors
 
     async def _hand_over(self, messages: list[Message]) -> None:
         """Give stored frames to the outbound path in order, waiting for room in its queue
@@ -227,6 +265,12 @@ class Session:
     def keep_from(self) -> int:
         return self.stored + 1 - len(self._retained)
 
+    def _touch(self) -> Awaitable[bool]:
+        """Extend the session's life, trim acked frames, save its rooms and stored positions."""
+        return self.store.touch(
+            self.id, self.owner, self.keep_from(), self.limits.window, dict(self.rooms), dict(self.cursors)
+        )
+
     def token(self) -> str:
         return self.signer.sign(self.id, self.identity)
 
@@ -241,7 +285,7 @@ class Session:
         Returns False when the session was claimed by another connection (then closed).
         """
         try:
-            ok = await self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, self.rooms)
+            ok = await self._touch()
         except Exception as exc:
             logger.warning("session %s: could not renew it in the store: %s", self.id, exc)
             return True
@@ -263,7 +307,7 @@ class Session:
             if ended_by_client:
                 await self.store.delete(self.id, self.owner)
             else:
-                await self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, self.rooms)
+                await self._touch()
         except Exception as exc:
             logger.warning("session %s: could not update the store at disconnect: %s", self.id, exc)
 
@@ -291,11 +335,47 @@ class Session:
 
     # -- rooms -----------------------------------------------------------------------------------
 
-    def joined(self, room: str, fmt: str) -> None:
-        """Rooms calls this: the membership comes back with a resume."""
-        if self.rooms.get(room) != fmt:
-            self.rooms[room] = fmt
+    def joined(self, room: str, fmt: str, position: str | None) -> None:
+        """Rooms calls this once the room's subscription is up: the membership comes back with a
+        resume, and (history brokers) the room's messages after ``position`` are the session's."""
+        changed = self.rooms.get(room) != fmt
+        self.rooms[room] = fmt
+        if position is not None and room not in self.cursors:  # a resume keeps the older cursor
+            self.cursors[room] = position
+            changed = True
+        if changed:
             self._save_rooms()
+
+    def hold_live(self) -> None:
+        """Keep live room messages aside, unnumbered, while a resume fills the rooms' gaps."""
+        self._live_hold = []
+
+    def fill(self, room: str, missed: list[tuple[str, Message]]) -> int:
+        """Number the room messages the session missed (from the broker's history), in order."""
+        held, self._live_hold = self._live_hold, None
+        try:
+            for position, message in missed:
+                self.offer_from(message, room, position)
+        finally:
+            self._live_hold = held
+        if missed:
+            self._filled[room] = missed[-1][0]
+        return len(missed)
+
+    def drop_live(self) -> None:
+        """The resume failed: forget the live room messages kept aside."""
+        self._live_hold = None
+        self._filled = {}
+
+    def release_live(self) -> None:
+        """Number the live room messages kept aside, except those the fill already covered."""
+        held, self._live_hold = self._live_hold or [], None
+        reached, self._filled = self._filled, {}
+        for message, room, position in held:
+            cursor = reached.get(room) or self.cursors.get(room)
+            if position is not None and cursor is not None and position_key(position) <= position_key(cursor):
+                continue  # it came in the fill
+            self.offer_from(message, room, position)
 
     def left(self, room: str) -> None:
         """Rooms calls this; leaving because the socket ended keeps the membership for a resume."""
@@ -309,7 +389,7 @@ class Session:
 
     async def _touch_rooms(self) -> None:
         try:
-            await self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, dict(self.rooms))
+            await self._touch()
         except Exception as exc:
             logger.warning("session %s: could not record its rooms: %s", self.id, exc)
 

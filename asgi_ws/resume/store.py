@@ -48,6 +48,7 @@ class SessionState:
     head: int  # seq of the newest stored frame (0: none yet)
     first: int  # seq of the oldest retained frame (head + 1 when none is retained)
     rooms: dict[str, str] = field(default_factory=dict)  # room -> member format
+    cursors: dict[str, str] = field(default_factory=dict)  # room -> position of its newest stored message
 
 
 class SessionStore(ABC):
@@ -67,9 +68,17 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def append(
-        self, session_id: str, owner: str, first_seq: int, frames: Sequence[Frame], keep_from: int, ttl: float
+        self,
+        session_id: str,
+        owner: str,
+        first_seq: int,
+        frames: Sequence[Frame],
+        keep_from: int,
+        ttl: float,
+        cursors: dict[str, str] | None = None,
     ) -> bool:
-        """Store ``frames`` as seqs ``first_seq...``; drop those below ``keep_from``.
+        """Store ``frames`` as seqs ``first_seq...``; drop those below ``keep_from``; record the
+        rooms' positions these frames reach (``cursors``), atomically with them.
 
         Returns False, storing nothing, when ``owner`` no longer owns the session (it was
         resumed elsewhere) or the session expired.
@@ -81,10 +90,16 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def touch(
-        self, session_id: str, owner: str, keep_from: int, ttl: float, rooms: dict[str, str] | None = None
+        self,
+        session_id: str,
+        owner: str,
+        keep_from: int,
+        ttl: float,
+        rooms: dict[str, str] | None = None,
+        cursors: dict[str, str] | None = None,
     ) -> bool:
-        """Extend the expiry, drop frames below ``keep_from``, record ``rooms`` if given;
-        False when ``owner`` no longer owns the session."""
+        """Extend the expiry, drop frames below ``keep_from``, record ``rooms`` and ``cursors``
+        (rooms' positions, merged) if given; False when ``owner`` no longer owns the session."""
 
     @abstractmethod
     async def delete(self, session_id: str, owner: str) -> None:
@@ -95,7 +110,7 @@ class SessionStore(ABC):
 
 
 class _Record:
-    __slots__ = ("expires_at", "first", "frames", "identity", "owner", "rooms")
+    __slots__ = ("cursors", "expires_at", "first", "frames", "identity", "owner", "rooms")
 
     def __init__(self, owner: str, identity: str | None) -> None:
         self.owner = owner
@@ -103,6 +118,7 @@ class _Record:
         self.first = 1
         self.frames: deque[Frame] = deque()
         self.rooms: dict[str, str] = {}
+        self.cursors: dict[str, str] = {}
         self.expires_at = 0.0
 
     @property
@@ -153,15 +169,24 @@ class MemorySessionStore(SessionStore):
             return None
         record.owner = owner
         record.expires_at = self.clock() + ttl
-        return SessionState(record.identity, record.head, record.first, dict(record.rooms))
+        return SessionState(record.identity, record.head, record.first, dict(record.rooms), dict(record.cursors))
 
     async def append(
-        self, session_id: str, owner: str, first_seq: int, frames: Sequence[Frame], keep_from: int, ttl: float
+        self,
+        session_id: str,
+        owner: str,
+        first_seq: int,
+        frames: Sequence[Frame],
+        keep_from: int,
+        ttl: float,
+        cursors: dict[str, str] | None = None,
     ) -> bool:
         record = self._live(session_id)
         if record is None or record.owner != owner or first_seq != record.head + 1:
             return False
         record.frames.extend(frames)
+        if cursors:
+            record.cursors.update(cursors)
         _trim(record, keep_from)
         record.expires_at = self.clock() + ttl
         return True
@@ -174,7 +199,13 @@ class MemorySessionStore(SessionStore):
         return list(record.frames)[start:]
 
     async def touch(
-        self, session_id: str, owner: str, keep_from: int, ttl: float, rooms: dict[str, str] | None = None
+        self,
+        session_id: str,
+        owner: str,
+        keep_from: int,
+        ttl: float,
+        rooms: dict[str, str] | None = None,
+        cursors: dict[str, str] | None = None,
     ) -> bool:
         record = self._live(session_id)
         if record is None or record.owner != owner:
@@ -182,6 +213,8 @@ class MemorySessionStore(SessionStore):
         _trim(record, keep_from)
         if rooms is not None:
             record.rooms = dict(rooms)
+        if cursors:
+            record.cursors.update(cursors)
         record.expires_at = self.clock() + ttl
         return True
 

@@ -26,7 +26,7 @@ from ..connection import Connection, connection_of
 from ..exceptions import ConfigurationError, PermissionDenied
 from ..outbound import OutboundTotals, QueueLimits
 from ..resume.session import session_of
-from ..types import Scope
+from ..types import Message, Scope
 from . import envelope
 from .envelope import EnvelopeError, Format
 from .presence import PresenceEntry, PresenceEvent, PresenceTracker
@@ -55,15 +55,16 @@ class RoomsStats:
 
 
 class _Member:
-    __slots__ = ("conn", "id", "offer", "rooms", "user")
+    __slots__ = ("conn", "id", "offer", "rooms", "session", "user")
 
     def __init__(self, conn: Connection, member_id: str, user: str | None) -> None:
         self.conn = conn
         self.id = member_id
-        session = session_of(conn)
-        # One bound method, kept: the fan-out loop calls it. A resumable session numbers and
-        # stores what it is offered before sending it.
-        self.offer = session.offer if session is not None else conn.outbound.offer
+        #: A resumable session numbers and stores what it is offered, and keeps each room's
+        #: position; its members are fanned out to through ``session.offer_from``.
+        self.session = session_of(conn)
+        # One bound method, kept: the fan-out loop calls it.
+        self.offer = self.session.offer_from if self.session is not None else conn.outbound.offer
         self.user = user
         self.rooms: dict[str, Format] = {}
 
@@ -77,14 +78,21 @@ class _Room:
         self.members: dict[_Member, Format] = {}
         self.lock = asyncio.Lock()
         self.subscribed = False
-        self._snapshot: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+        self._snapshot: tuple[tuple[Any, ...], ...] | None = None
 
-    def snapshot(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """The members' offer methods, by format; rebuilt only when membership changes."""
+    def snapshot(self) -> tuple[tuple[Any, ...], ...]:
+        """The members' offer methods: plain ones by format, then sessions' by format;
+        rebuilt only when membership changes."""
         if self._snapshot is None:
-            raw = tuple(m.offer for m, f in self.members.items() if f == "raw")
-            channel = tuple(m.offer for m, f in self.members.items() if f == "channel")
-            self._snapshot = (raw, channel)
+            groups: list[tuple[Any, ...]] = []
+            for sessions in (False, True):
+                for fmt in ("raw", "channel"):
+                    groups.append(
+                        tuple(
+                            m.offer for m, f in self.members.items() if f == fmt and (m.session is not None) is sessions
+                        )
+                    )
+            self._snapshot = tuple(groups)
         return self._snapshot
 
 
@@ -137,7 +145,10 @@ class Rooms:
         self.stats = RoomsStats()
         self._tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval)
         self._presence_channel = f"{namespace}!presence"
-        self._remote = not isinstance(self.broker, MemoryBroker)
+        #: True when the broker keeps history (``?history=N``): resumed sessions get the room
+        #: messages they missed; local members then receive through the broker too.
+        self.history = self.broker.history_size > 0
+        self._remote = self.history or not isinstance(self.broker, MemoryBroker)
         self._rooms: dict[str, _Room] = {}
         self._by_channel: dict[str, _Room] = {}
         self._members: dict[Connection, _Member] = {}
@@ -223,14 +234,15 @@ class Rooms:
             state.members[entry] = format
             state._snapshot = None
             entry.rooms[room] = format
-            session = session_of(conn)
-            if session is not None:
-                session.joined(room, format)
             if self.presence_enabled:
                 out, event = self._tracker.join(room, entry.id, entry.user, meta or {})
                 self._queue_presence(out)
                 self._emit([event])
         await self._sync_subscription(state)
+        if entry.session is not None:
+            # Where the session's view of the room starts: messages after it are its to get.
+            position = await self.broker.last_position(state.channel) if self.history else None
+            entry.session.joined(room, format, position)
 
     async def leave(self, room: str, member: Any) -> None:
         """Remove ``member`` from ``room`` (nothing happens if it was not a member)."""
@@ -276,7 +288,8 @@ class Rooms:
         ``data`` is sent as a binary message when it is ``bytes``, as text when it is a
         ``str``, and JSON-encoded otherwise. ``exclude`` (a member) does not receive it, in any
         process. With ``sender`` (a member) the ``publish`` action is authorized against its
-        scope. Returns how many local members it was handed to.
+        scope. Returns how many local members it was handed to (0 with a history broker:
+        local members then receive through the broker).
         """
         _check_room(room)
         await self.start()
@@ -285,7 +298,9 @@ class Rooms:
         kind, payload = envelope.payload_of(data)
         skip = self._members.get(_connection(exclude)) if exclude is not None else None
         self.stats.published += 1
-        delivered = self._fan_out(room, kind, payload, skip)
+        # With history every member, local ones too, receives through the broker, in the
+        # order of the positions: the order a resumed session's gap is filled in.
+        delivered = 0 if self.history else self._fan_out(room, kind, payload, skip)
         if self._remote:
             await self.broker.publish(
                 f"{self.namespace}:{room}", envelope.encode(kind, payload, self.node, skip.id if skip else "")
@@ -296,11 +311,13 @@ class Rooms:
         """:meth:`publish` the same ``data`` to several rooms; returns the local deliveries."""
         return sum([await self.publish(room, data, exclude=exclude, sender=sender) for room in rooms])
 
-    def _fan_out(self, room: str, kind: envelope.Kind, payload: bytes, skip: _Member | None) -> int:
+    def _fan_out(
+        self, room: str, kind: envelope.Kind, payload: bytes, skip: _Member | None, position: str | None = None
+    ) -> int:
         state = self._rooms.get(room)
         if state is None:
             return 0
-        raw, channel = state.snapshot()
+        raw, channel, session_raw, session_channel = state.snapshot()
         skip_offer = skip.offer if skip is not None else None
         delivered = dropped = 0
         for offers, fmt in ((raw, "raw"), (channel, "channel")):
@@ -314,13 +331,44 @@ class Rooms:
                     delivered += 1
                 else:
                     dropped += 1
+        for offers, fmt in ((session_raw, "raw"), (session_channel, "channel")):
+            if not offers:
+                continue
+            message = envelope.message_for(fmt, room, kind, payload)  # type: ignore[arg-type]
+            for offer in offers:  # resumable sessions: numbered, stored, and the room's position kept
+                if offer is skip_offer:
+                    continue
+                if offer(message, room, position):
+                    delivered += 1
+                else:
+                    dropped += 1
         self.stats.delivered += delivered
         self.stats.dropped += dropped
         return delivered
 
+    async def missed(self, room: str, fmt: Format, after: str) -> list[tuple[str, Message]] | None:
+        """What ``room`` carried after position ``after``, as members of format ``fmt`` get it,
+        with each message's position; None when the broker's history no longer reaches back.
+
+        Needs a broker with history (``?history=N``). The ``exclude`` of a publish is not
+        applied (the excluded member may be long gone).
+        """
+        entries = await self.broker.history(f"{self.namespace}:{room}", after)
+        if entries is None:
+            return None
+        missed: list[tuple[str, Message]] = []
+        for position, data in entries:
+            try:
+                kind, body, _, _ = envelope.decode(data)
+            except (EnvelopeError, UnicodeDecodeError):
+                self.stats.malformed += 1
+                continue
+            missed.append((position, envelope.message_for(fmt, room, kind, body)))
+        return missed
+
     # -- the broker's side ---------------------------------------------------------------------
 
-    def _on_broker_message(self, channel: str, payload: bytes) -> None:
+    def _on_broker_message(self, channel: str, payload: bytes, position: str | None = None, /) -> None:
         if channel == self._presence_channel:
             self._on_presence_message(payload)
             return
@@ -333,9 +381,11 @@ class Rooms:
             self.stats.malformed += 1
             return
         if node == self.node:
-            return  # our own publish, already delivered locally
-        self.stats.received += 1
-        self._fan_out(state.name, kind, body, self._by_id.get(exclude) if exclude else None)
+            if not self.history:
+                return  # our own publish, already delivered locally
+        else:
+            self.stats.received += 1
+        self._fan_out(state.name, kind, body, self._by_id.get(exclude) if exclude else None, position)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
         if event.kind == "disconnected":

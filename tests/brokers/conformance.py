@@ -15,6 +15,7 @@ from typing import ClassVar
 import pytest
 
 from asgi_ws.brokers import Broker, BrokerEvent, broker_from_url
+from asgi_ws.brokers.base import START, position_key
 from asgi_ws.exceptions import BrokerClosed, BrokerUnavailable
 
 
@@ -23,11 +24,13 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: dict[str, list[bytes]] = defaultdict(list)
+        self.positions: dict[str, list[str | None]] = defaultdict(list)
         self.events: list[BrokerEvent] = []
         self._changed = asyncio.Event()
 
-    def deliver(self, channel: str, payload: bytes) -> None:
+    def deliver(self, channel: str, payload: bytes, position: str | None = None) -> None:
         self.messages[channel].append(payload)
+        self.positions[channel].append(position)
         self._changed.set()
 
     def on_event(self, event: BrokerEvent) -> None:
@@ -229,3 +232,43 @@ async def check_restart_is_survived(server: object, inbox_timeout: float = 30.0)
         reconnected = next(e for e in inbox.events if e.kind == "reconnected")
         assert reconnected.lost_seconds is not None and reconnected.lost_seconds >= 0
         return list(inbox.events)
+
+
+class HistoryConformance:
+    """What a broker with history (``?history=N``) adds; subclasses give ``history_url(size)``."""
+
+    @pytest.fixture
+    def history_url(self) -> Callable[[int], str]:
+        raise NotImplementedError
+
+    async def test_positions_grow_and_come_with_each_delivery(self, history_url: Callable[[int], str]) -> None:
+        async with connected(history_url(1000)) as (broker, inbox):
+            assert broker.history_size == 1000
+            assert await broker.last_position("h") == START
+            await broker.subscribe("h")
+            positions = [await broker.publish("h", f"m{i}".encode()) for i in range(5)]
+            assert all(p is not None for p in positions)
+            keys = [position_key(p) for p in positions if p is not None]
+            assert keys == sorted(keys) and len(set(keys)) == 5
+            assert await inbox.wait_count("h", 5) == [f"m{i}".encode() for i in range(5)]
+            assert inbox.positions["h"] == positions
+            assert await broker.last_position("h") == positions[-1]
+
+    async def test_history_after_a_position_is_exactly_what_followed(self, history_url: Callable[[int], str]) -> None:
+        async with connected(history_url(1000)) as (broker, _):
+            positions = [await broker.publish("h2", bytes([i]) * 3) for i in range(6)]
+            assert await broker.history("h2", positions[1]) == [(positions[i], bytes([i]) * 3) for i in range(2, 6)]
+            assert await broker.history("h2", positions[-1]) == []
+            assert [p for p, _ in await broker.history("h2", START) or []] == positions
+            assert await broker.history("never-published", START) == []
+            assert await broker.history("never-published", "5-0") == []
+
+    async def test_a_trimmed_history_says_so(self, history_url: Callable[[int], str]) -> None:
+        async with connected(history_url(10)) as (broker, _):
+            first = await broker.publish("h3", b"first")
+            for i in range(500):  # Redis trims approximately, by whole nodes of 100 entries
+                await broker.publish("h3", str(i).encode())
+            assert first is not None
+            assert await broker.history("h3", first) is None
+            assert await broker.history("h3", START) is None
+            assert await broker.history("h3", await broker.last_position("h3")) == []

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from asgi_ws.brokers import MemoryBroker, broker_from_url
 from asgi_ws.exceptions import ConfigurationError, MissingDependencyError
-from tests.brokers.conformance import BrokerConformance
+from tests.brokers.conformance import BrokerConformance, HistoryConformance
 
 
 class TestMemoryBroker(BrokerConformance):
@@ -13,6 +15,19 @@ class TestMemoryBroker(BrokerConformance):
     @pytest.fixture
     def broker_url(self) -> str:
         return "memory://"
+
+
+class TestMemoryBrokerHistory(HistoryConformance):
+    @pytest.fixture
+    def history_url(self) -> Callable[[int], str]:
+        return lambda size: f"memory://?history={size}"
+
+
+def test_history_options_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="history is a number"):
+        broker_from_url("memory://?history=-1")
+    with pytest.raises(ConfigurationError, match="invalid Redis broker URL"):
+        broker_from_url("redis://localhost?history=lots")
 
 
 def test_broker_from_url_knows_the_schemes() -> None:

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +20,14 @@ import redis.asyncio as aioredis
 from asgi_ws.brokers import broker_from_url
 from asgi_ws.brokers.redis import RedisBroker
 from asgi_ws.exceptions import BrokerError, ConfigurationError
-from tests.brokers.conformance import BrokerConformance, Inbox, check_restart_is_survived, check_unreachable, connected
+from tests.brokers.conformance import (
+    BrokerConformance,
+    HistoryConformance,
+    Inbox,
+    check_restart_is_survived,
+    check_unreachable,
+    connected,
+)
 from tests.support.own_servers import own_server
 from tests.support.procs import free_port, wait_for_port
 
@@ -44,6 +51,18 @@ class TestShardedRedisBroker(BrokerConformance):
     @pytest.fixture
     def broker_url(self, redis_url: str) -> str:
         return with_query(redis_url, prefix=unique_prefix(), sharded="1")
+
+
+class TestRedisBrokerHistory(HistoryConformance):
+    @pytest.fixture
+    def history_url(self, redis_url: str) -> Callable[[int], str]:
+        return lambda size: with_query(redis_url, prefix=unique_prefix(), history=str(size))
+
+
+class TestShardedRedisBrokerHistory(HistoryConformance):
+    @pytest.fixture
+    def history_url(self, redis_url: str) -> Callable[[int], str]:
+        return lambda size: with_query(redis_url, prefix=unique_prefix(), history=str(size), sharded="1")
 
 
 # -- configuration and start-up ---------------------------------------------------------------

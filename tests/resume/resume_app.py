@@ -14,7 +14,6 @@ from typing import Any
 from asgi_ws import ResumeMiddleware, Rooms
 
 KEYS = ["old-key", "resume-test-key"]
-rooms = Rooms(os.environ.get("ASGI_WS_TEST_BROKER", "memory://"), namespace=os.environ.get("ASGI_WS_TEST_NS", "resume"))
 
 
 def number_message(i: int) -> dict[str, Any]:
@@ -23,29 +22,38 @@ def number_message(i: int) -> dict[str, Any]:
     return {"type": "websocket.send", "text": str(i)}
 
 
-async def numbers(scope: Any, receive: Any, send: Any) -> None:
-    assert scope["type"] == "websocket"
-    await receive()  # websocket.connect
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        command, *args = (message.get("text") or "").split(" ")
-        if command == "emit":
-            for i in range(int(args[0]), int(args[1])):
-                await send(number_message(i))
-        elif command == "join":
-            await rooms.join(args[0], scope)
-            await send({"type": "websocket.send", "text": f"joined {args[0]}"})
-        elif command == "publish":
-            await rooms.publish(args[0], args[1])
+def numbers_app(rooms: Rooms) -> Any:
+    async def numbers(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "websocket"
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            command, *args = (message.get("text") or "").split(" ")
+            if command == "emit":
+                for i in range(int(args[0]), int(args[1])):
+                    await send(number_message(i))
+            elif command == "join":
+                await rooms.join(args[0], scope)
+                await send({"type": "websocket.send", "text": f"joined {args[0]}"})
+            elif command == "publish":
+                await rooms.publish(args[0], args[1])
+            elif command == "count":  # publish "0" .. "N-1", one by one
+                for i in range(int(args[1])):
+                    await rooms.publish(args[0], str(i))
+
+    return numbers
 
 
-def make_app(store: str = "memory://", **options: Any) -> ResumeMiddleware:
-    return ResumeMiddleware(numbers, secret_keys=KEYS, store=store, rooms=rooms, **options)
+def make_app(store: str = "memory://", broker: str = "memory://", **options: Any) -> ResumeMiddleware:
+    rooms = Rooms(broker, namespace=os.environ.get("ASGI_WS_TEST_NS", "resume"))
+    return ResumeMiddleware(numbers_app(rooms), secret_keys=KEYS, store=store, rooms=rooms, **options)
 
 
 app = make_app(
-    os.environ.get("ASGI_WS_TEST_STORE", "memory://"), window=float(os.environ.get("ASGI_WS_TEST_WINDOW", "60"))
+    broker=os.environ.get("ASGI_WS_TEST_BROKER", "memory://"),
+    store=os.environ.get("ASGI_WS_TEST_STORE", "memory://"),
+    window=float(os.environ.get("ASGI_WS_TEST_WINDOW", "60")),
 )

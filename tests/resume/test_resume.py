@@ -13,7 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from asgi_ws import ResumeMiddleware
+from asgi_ws import ResumeMiddleware, Rooms
 from asgi_ws.resume import MemorySessionStore
 from tests.resume import resume_app
 from tests.resume.wire import Stream, expected, opened, read_until
@@ -194,19 +194,68 @@ async def test_room_memberships_come_back_with_the_session() -> None:
         ws.transport.abort()
         ws = await opened(server.ws_url("/"), stream)
         assert stream.last("resumed")["rooms"] == ["lobby"]
+        assert stream.last("resumed")["room_gap"] is True  # memory:// without ?history=N
         await ws.send("publish lobby two")
         await read_until(ws, stream, got(3))
         assert stream.data == ["joined lobby", "one", "two"]
         await ws.close()
 
 
+async def test_room_messages_published_while_away_are_filled_in_from_the_history() -> None:
+    async with serve(resume_app.make_app(broker="memory://?history=1000")) as server:
+        stream, other = Stream(), Stream()
+        ws = await opened(server.ws_url("/"), stream)
+        publisher = await opened(server.ws_url("/"), other)
+        await ws.send("join feed")
+        await publisher.send("join feed")
+        await read_until(ws, stream, got(1))
+        await read_until(publisher, other, got(1))
+        await publisher.send("count feed 10")
+        await read_until(ws, stream, got(4))
+        await ws.close(1001)  # the server sees it leave: nobody holds the session any more
+        await publisher.send("count feed 30")  # 0-29 again, while the first client is away
+        await read_until(publisher, other, got(41))
+        ws = await opened(server.ws_url("/"), stream)
+        resumed = stream.last("resumed")
+        assert resumed["rooms"] == ["feed"] and resumed["room_gap"] is False
+        await read_until(ws, stream, got(41))
+        await publisher.send("publish feed live")
+        await read_until(ws, stream, got(42))
+        assert stream.data == ["joined feed", *map(str, range(10)), *map(str, range(30)), "live"]
+        await ws.close()
+        await publisher.close()
+
+
+async def test_a_room_history_too_short_for_the_gap_is_refused() -> None:
+    async with serve(resume_app.make_app(broker="memory://?history=5")) as server:
+        stream, other = Stream(), Stream()
+        ws = await opened(server.ws_url("/"), stream)
+        publisher = await opened(server.ws_url("/"), other)
+        await ws.send("join feed")
+        await read_until(ws, stream, got(1))
+        await ws.close(1001)  # going away (not 1000): the session stays resumable, but no socket holds it
+        await publisher.send("count feed 20")
+        await publisher.send("join feed")
+        await read_until(publisher, other, got(1))
+        async with connect(stream.url(server.ws_url("/"))) as again:
+            fresh = Stream()
+            await read_until(again, fresh, lambda s: any(c["$ws"] == "session" for c in s.controls))
+            failed = fresh.last("resume_failed")
+            assert failed["code"] == "gap_too_old" and "feed" in failed["reason"]
+            await publisher.send("publish feed after")  # the fresh session is in no room
+            await again.send("emit 1 2")
+            await read_until(again, fresh, got(1))
+            assert fresh.data == ["1"]
+        await publisher.close()
+
+
 # -- across worker processes, on the machine's Redis --------------------------------------------
 
 
-def two_servers(redis_url: str, **env: str) -> Any:
+def two_servers(redis_url: str, history: int = 0, **env: str) -> Any:
     shared = {
         "ASGI_WS_TEST_STORE": f"{redis_url}?prefix=asgi_ws_test_{uuid.uuid4().hex[:8]}:",
-        "ASGI_WS_TEST_BROKER": redis_url,
+        "ASGI_WS_TEST_BROKER": f"{redis_url}?history={history}" if history else redis_url,
         "ASGI_WS_TEST_NS": f"resume{uuid.uuid4().hex[:8]}",
         **env,
     }
@@ -276,12 +325,47 @@ async def test_a_hundred_clients_resume_on_another_process_with_their_rooms(redi
         await asyncio.gather(*(ws.close() for ws in sockets))
 
 
+@pytest.mark.parametrize("fault", ["abort", "kill"])
+async def test_a_hundred_clients_miss_nothing_published_while_their_server_was_gone(redis_url: str, fault: str) -> None:
+    """Rooms on Redis with history: room messages published during the outage are filled in."""
+    one_cm, two_cm = two_servers(redis_url, history=10_000)
+    with one_cm as one, two_cm as two:
+        streams = [Stream() for _ in range(100)]
+        sockets = await asyncio.gather(*(opened(f"ws://127.0.0.1:{one.port}/", s) for s in streams))
+        for ws in sockets:
+            await ws.send("join feed")
+        await asyncio.gather(*(read_until(ws, s, got(1)) for ws, s in zip(sockets, streams, strict=True)))
+        mine = Stream()
+        publisher = await opened(f"ws://127.0.0.1:{two.port}/", mine)  # on the server that stays
+        await publisher.send("join feed")
+        await read_until(publisher, mine, got(1))
+        await publisher.send("count feed 100")
+        await read_until(publisher, mine, got(101))
+        if fault == "kill":
+            one.proc.send_signal(signal.SIGKILL)
+            one.proc.wait(10)
+        else:
+            for ws in sockets:
+                ws.transport.abort()
+        # While the hundred are away, and while they come back: more messages.
+        await publisher.send("count feed 200")
+        sockets = await asyncio.gather(*(opened(f"ws://127.0.0.1:{two.port}/", s) for s in streams))
+        await read_until(publisher, mine, got(301))
+        await asyncio.gather(*(read_until(ws, s, got(301), 30) for ws, s in zip(sockets, streams, strict=True)))
+        expected_feed = ["joined feed", *map(str, range(100)), *map(str, range(200))]
+        for s in streams:
+            assert s.data == expected_feed
+            assert s.last("resumed")["room_gap"] is False
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        await publisher.close()
+
+
 async def test_resume_middleware_options_are_checked() -> None:
     from asgi_ws.exceptions import ConfigurationError
 
     with pytest.raises(ConfigurationError):
-        ResumeMiddleware(resume_app.numbers, secret_keys=[], store="memory://")
+        ResumeMiddleware(resume_app.numbers_app(Rooms()), secret_keys=[], store="memory://")
     with pytest.raises(ConfigurationError):
-        ResumeMiddleware(resume_app.numbers, secret_keys=["k"], window=0)
+        ResumeMiddleware(resume_app.numbers_app(Rooms()), secret_keys=["k"], window=0)
     with pytest.raises(ConfigurationError):
-        ResumeMiddleware(resume_app.numbers, secret_keys=["k"], store="mongodb://x")
+        ResumeMiddleware(resume_app.numbers_app(Rooms()), secret_keys=["k"], store="mongodb://x")
