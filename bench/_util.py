@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ __all__ = [
     "ROOT",
     "Comparison",
     "ServerProcess",
+    "cpu_seconds",
     "free_port",
     "median",
     "paired_rounds",
@@ -71,6 +73,16 @@ class Comparison:
     @property
     def wall_ratio(self) -> float:
         return self.rate / self.base_rate
+
+
+def cpu_seconds(server: ServerProcess) -> float:
+    """CPU seconds of every thread of ``server``, from /proc/<pid>/task/*/schedstat (ns resolution,
+    where ``ServerProcess.cpu_seconds`` has the 10 ms of /proc/<pid>/stat)."""
+    total = 0
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def median(values: Sequence[float]) -> float:

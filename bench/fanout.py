@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import ROOT, ServerProcess, free_port, median, table, uvicorn_process
+from bench._util import ROOT, ServerProcess, cpu_seconds, free_port, median, table, uvicorn_process
 
 REDIS = "redis://127.0.0.1:6379/0"
 SYSTEMS = ["bare", "rooms-memory", "rooms-redis", "socketio", "channels-memory", "channels-redis", "channels-pubsub"]
@@ -64,15 +64,6 @@ LABELS = {
     "channels-redis": "Channels group_send, channels_redis RedisChannelLayer",
     "channels-pubsub": "Channels group_send, channels_redis RedisPubSubChannelLayer",
 }
-
-
-def cpu_seconds(server: ServerProcess) -> float:
-    """CPU seconds of every thread of ``server``, in nanoseconds from /proc/<pid>/task/*/schedstat."""
-    total = 0
-    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 def raise_fd_limit() -> None:

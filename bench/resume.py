@@ -6,7 +6,7 @@ Two measurements, each side by side in one run:
    as the app sends them (``bench/resume_app.py``, BackpressureMiddleware ``block``): a plain
    client (no resumption: the baseline) against resumable sessions on the memory store and
    on the Redis store, rounds alternating. Messages per second (client wall clock) and the
-   server's CPU per message (from /proc). Target: resumption costs at most 20% of live
+   server's CPU per message (from /proc/<pid>/task/*/schedstat). Target: resumption costs at most 20% of live
    throughput.
 2. **Replay** of 1,000 missed messages from the Redis store: a client opens a session, asks
    for 1,000 messages and drops its TCP connection at once; once the server has stored them
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis.asyncio as aioredis
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench._util import ServerProcess, median, table, uvicorn_process
+from bench._util import ServerProcess, cpu_seconds, median, table, uvicorn_process
 
 REDIS = os.environ.get("ASGI_WS_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 CONTROL = b'{"$ws"'
@@ -81,11 +81,11 @@ async def live_round(server: ServerProcess, query: str, messages: int) -> tuple[
     _, reader = await ws_connect(lambda: Reader(messages), server.ws_url(f"/{query}"))
     if query:
         await reader.first_control  # the session exists before timing starts
-    cpu = server.cpu_seconds()
+    cpu = cpu_seconds(server)
     start = time.perf_counter()
     reader.transport.send(WSMsgType.TEXT, f"emit {messages}".encode())
     end = await asyncio.wait_for(reader.done, 60)
-    cpu_us = (server.cpu_seconds() - cpu) / messages * 1e6
+    cpu_us = (cpu_seconds(server) - cpu) / messages * 1e6
     reader.transport.send_close(1000)
     reader.transport.disconnect()
     return messages / (end - start), cpu_us
@@ -151,7 +151,7 @@ async def main() -> None:
     rows = []
     for name, values in results.items():
         rate, cpu = median([r for r, _ in values]), median([c for _, c in values])
-        rows.append([name, f"{rate:,.0f}", f"{rate / base:.2f}", f"{cpu:.1f}", f"{base_cpu / cpu:.2f}"])
+        rows.append([name, f"{rate:,.0f}", f"{rate / base:.2f}", f"{cpu:.2f}", f"{base_cpu / cpu:.2f}"])
     print(f"\nLive throughput, one connection, {args.messages:,} messages of ~100 bytes, "
           f"median of {args.rounds} rounds (uvicorn --ws {args.ws})\n")  # fmt: skip
     print(table(["resumption", "messages/s", "ratio to off", "server CPU µs/message", "capacity ratio"], rows))

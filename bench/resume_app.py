@@ -33,4 +33,5 @@ app = ResumeMiddleware(
     store=os.environ.get("ASGI_WS_BENCH_STORE", "memory://"),
     max_messages=100_000,
     max_bytes=64 * 1024 * 1024,
+    max_pending=int(os.environ.get("ASGI_WS_BENCH_MAX_PENDING", "1000")),
 )

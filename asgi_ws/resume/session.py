@@ -172,16 +172,14 @@ class Session:
         return waiter
 
     async def _flush(self) -> None:
+        """Store pending frames batch by batch, each batch before it is handed to the socket;
+        the next batch's store round trip overlaps the current batch's socket writes."""
+        storing: asyncio.Task[bool] | None = None
         try:
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                frames = [frame_of(m) for m in batch]
-                keep_from = self._keep_from(frames)
-                cursors = self._cursors_of_batch(self.stored + len(batch))
+            batch, storing, cursors = self._store_next()
+            while storing is not None:
                 try:
-                    ok = await self.store.append(
-                        self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors
-                    )
+                    ok = await storing
                 except Exception as exc:  # the store's own errors (redis-py, OSError)
                     logger.error("session %s: could not store outgoing messages (%s): closing", self.id, exc)
                     self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
@@ -190,22 +188,43 @@ class Session:
                     self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
                     return
                 self.stored += len(batch)
+                if cursors:
+                    self.cursors.update(cursors)
                 if self._waiters is not None and len(self._pending) < self.limits.max_pending:
                     waiters, self._waiters = self._waiters, None
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_result(None)
+                next_batch, storing, cursors = self._store_next()
+                if storing is not None:
+                    await asyncio.sleep(0)  # let the next store call write its command
                 if self._held is not None:
                     self._held.extend(batch)
-                    continue
-                await self._hand_over(batch)
+                else:
+                    await self._hand_over(batch)
+                if storing is None:  # frames numbered during the hand-over
+                    next_batch, storing, cursors = self._store_next()
+                batch = next_batch
         finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
             self._flusher = None
             if self._waiters is not None and (self.detached or self.conn.ended):
                 waiters, self._waiters = self._waiters, None
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
+
+    def _store_next(self) -> tuple[list[Message], asyncio.Task[bool] | None, dict[str, str] | None]:
+        """Take the next batch of pending frames and start storing it."""
+        if not self._pending:
+            return [], None, None
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        frames = [frame_of(m) for m in batch]
+        keep_from = self._keep_from(frames)
+        cursors = self._cursors_of_batch(self.stored + len(batch))
+        append = self.store.append(self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors)
+        return batch, asyncio.get_running_loop().create_task(append), cursors
 
     def _cursors_of_batch(self, last_seq: int) -> dict[str, str] | None:
         """The rooms' positions reached by the frames up to ``last_seq``, stored with them."""
@@ -216,7 +235,6 @@ class Session:
         while moves and moves[0][0] <= last_seq:
             _, room, position = moves.popleft()
             cursors[room] = position
-        self.cursors.update(cursors)
         return cursors
 
     async def _hand_over(self, messages: list[Message]) -> None:

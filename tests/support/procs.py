@@ -66,10 +66,16 @@ def server_process(
     start_timeout: float = 30.0,
     stop_timeout: float = 10.0,
     quiet: bool = False,
+    stderr: Any = None,
 ) -> Iterator[ServerProcess]:
-    """Run ``cmd`` (a server listening on ``port``) in a child process until the block exits."""
+    """Run ``cmd`` (a server listening on ``port``) in a child process until the block exits.
+
+    ``stderr``: a file to write the server's log to (default: the test's own stderr).
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
-    proc = subprocess.Popen(list(cmd), env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else None)
+    proc = subprocess.Popen(
+        list(cmd), env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else stderr
+    )
     try:
         wait_for_port(port, timeout=start_timeout, proc=proc)
         yield ServerProcess(proc, port)
@@ -93,6 +99,7 @@ def uvicorn_process(
     prefix: Sequence[str] = (),
     start_timeout: float = 30.0,
     stop_timeout: float = 10.0,
+    stderr: Any = None,
 ) -> Iterator[ServerProcess]:
     """Run ``uvicorn app`` (an import string) in a child process until the block exits.
 
@@ -103,7 +110,7 @@ def uvicorn_process(
            "--log-level", "warning", "--no-access-log", "--lifespan", "off", "--timeout-graceful-shutdown", "2",
            *extra]  # fmt: skip
     with server_process(cmd, port, env=env, start_timeout=start_timeout, stop_timeout=stop_timeout,
-                        quiet=bool(prefix)) as server:  # fmt: skip
+                        quiet=bool(prefix), stderr=stderr) as server:  # fmt: skip
         yield server
 
 
