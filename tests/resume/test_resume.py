@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from asgi_ws import ResumeMiddleware, Rooms
 from asgi_ws.resume import MemorySessionStore
 from tests.resume import resume_app
-from tests.resume.wire import Stream, expected, opened, read_until
+from tests.resume.wire import Stream, expected, opened, read_until, refused
 from tests.support.procs import uvicorn_process
 from tests.support.server import WS_IMPLS, serve
 
@@ -126,15 +126,12 @@ async def test_refused_resumes_say_why_and_start_a_fresh_session(case: str, code
         else:
             seq = "three"
         url = f"{server.ws_url('/')}?ws_resume={stream.token}&ws_seq={seq}"
-        async with connect(url) as again:
-            fresh = Stream()
-            await read_until(again, fresh, lambda s: any(c["$ws"] == "session" for c in s.controls))
-            failed = fresh.last("resume_failed")
-            assert failed["code"] == code and failed["reason"]
-            assert fresh.session_id != stream.session_id and fresh.last("session")["seq"] == 0
-            await again.send("emit 1 3")  # the fresh session works
-            await read_until(again, fresh, got(2))
-            assert fresh.data == ["1", "2"]
+        again, fresh, failed = await refused(url)
+        assert failed["code"] == code and failed["reason"]
+        assert fresh.session_id != stream.session_id and fresh.last("session")["seq"] == 0
+        await again.send("emit 1 3")  # the fresh session works
+        await read_until(again, fresh, got(2))
+        assert fresh.data == ["1", "2"]
 
 
 async def test_a_gap_older_than_the_history_is_refused() -> None:
@@ -151,10 +148,8 @@ async def test_a_gap_older_than_the_history_is_refused() -> None:
             await again.send("emit 4 54")
             await read_until(again, fresh, got(50))
             again.transport.abort()
-        async with connect(f"{server.ws_url('/')}?ws_resume={fresh.token}&ws_seq=3") as late:
-            other = Stream()
-            await read_until(late, other, lambda s: any(c["$ws"] == "session" for c in s.controls))
-            assert other.last("resume_failed")["code"] == "gap_too_old"
+        _, _, failed = await refused(f"{server.ws_url('/')}?ws_resume={fresh.token}&ws_seq=3")
+        assert failed["code"] == "gap_too_old"
 
 
 async def test_an_expired_token_is_refused() -> None:
@@ -163,10 +158,8 @@ async def test_an_expired_token_is_refused() -> None:
         ws = await opened(server.ws_url("/"), stream)
         ws.transport.abort()
         await asyncio.sleep(2.1)  # itsdangerous counts whole seconds
-        async with connect(stream.url(server.ws_url("/"))) as again:
-            fresh = Stream()
-            await read_until(again, fresh, lambda s: any(c["$ws"] == "session" for c in s.controls))
-            assert fresh.last("resume_failed")["code"] == "expired"
+        _, _, failed = await refused(stream.url(server.ws_url("/")))
+        assert failed["code"] == "expired"
 
 
 async def test_another_user_cannot_resume_the_session() -> None:
@@ -178,10 +171,8 @@ async def test_another_user_cannot_resume_the_session() -> None:
         stream = Stream()
         ws = await opened(server.ws_url("/?token=a"), stream)
         ws.transport.abort()
-        async with connect(f"{server.ws_url('/')}?token=b&ws_resume={stream.token}&ws_seq=0") as again:
-            fresh = Stream()
-            await read_until(again, fresh, lambda s: any(c["$ws"] == "session" for c in s.controls))
-            assert fresh.last("resume_failed")["code"] == "identity_mismatch"
+        _, _, failed = await refused(f"{server.ws_url('/')}?token=b&ws_resume={stream.token}&ws_seq=0")
+        assert failed["code"] == "identity_mismatch"
 
 
 async def test_room_memberships_come_back_with_the_session() -> None:
@@ -237,15 +228,12 @@ async def test_a_room_history_too_short_for_the_gap_is_refused() -> None:
         await publisher.send("count feed 20")
         await publisher.send("join feed")
         await read_until(publisher, other, got(1))
-        async with connect(stream.url(server.ws_url("/"))) as again:
-            fresh = Stream()
-            await read_until(again, fresh, lambda s: any(c["$ws"] == "session" for c in s.controls))
-            failed = fresh.last("resume_failed")
-            assert failed["code"] == "gap_too_old" and "feed" in failed["reason"]
-            await publisher.send("publish feed after")  # the fresh session is in no room
-            await again.send("emit 1 2")
-            await read_until(again, fresh, got(1))
-            assert fresh.data == ["1"]
+        again, fresh, failed = await refused(stream.url(server.ws_url("/")))
+        assert failed["code"] == "gap_too_old" and "feed" in failed["reason"]
+        await publisher.send("publish feed after")  # the fresh session is in no room
+        await again.send("emit 1 2")
+        await read_until(again, fresh, got(1))
+        assert fresh.data == ["1"]
         await publisher.close()
 
 

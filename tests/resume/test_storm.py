@@ -80,7 +80,9 @@ async def test_500_clients_dropped_at_once_resume_spread_out_by_the_jitter(redis
     bound = BACKOFF.base
     assert min(first_delays) < 0.1 * bound and max(first_delays) > 0.9 * bound
     assert statistics.pstdev(first_delays) > 0.2 * bound  # uniform(0, b) has 0.29 b
-    attempts = sorted(t + e.delay - dropped_at for t, _, e in events if e.kind == "reconnecting" and e.delay is not None)
+    attempts = sorted(
+        t + e.delay - dropped_at for t, _, e in events if e.kind == "reconnecting" and e.delay is not None
+    )
     # First attempts are uniform over `bound` seconds: a 50 ms window holds about a tenth.
     peak = max(bisect.bisect_right(attempts, t + bound / 10) - i for i, t in enumerate(attempts))
     assert peak <= len(attempts) // 4, f"{peak} of {len(attempts)} attempts within {bound / 10:g} s"
