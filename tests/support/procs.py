@@ -73,9 +73,7 @@ def server_process(
     ``stderr``: a file to write the server's log to (default: the test's own stderr).
     """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
-    proc = subprocess.Popen(
-        list(cmd), env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else stderr
-    )
+    proc = subprocess.Popen(list(cmd), env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else stderr)
     try:
         wait_for_port(port, timeout=start_timeout, proc=proc)
         yield ServerProcess(proc, port)
