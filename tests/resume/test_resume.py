@@ -175,6 +175,36 @@ async def test_another_user_cannot_resume_the_session() -> None:
         assert failed["code"] == "identity_mismatch"
 
 
+async def test_a_resume_runs_the_handshake_checks_again() -> None:
+    """Expired or revoked credentials are refused by AuthMiddleware before a session is resumed."""
+    from websockets.exceptions import InvalidStatus
+
+    from asgi_ws import AuthMiddleware
+    from asgi_ws.auth import SignedTicket
+
+    tickets = SignedTicket(secret_keys=["a-ticket-signing-key-of-32-bytes!"], max_age=1)
+    revoked: set[str] = set()
+    app = AuthMiddleware(
+        resume_app.make_app(), backend=tickets, authorize=lambda scope, identity: identity.user.identity not in revoked
+    )
+    async with serve(app) as server:
+        stream = Stream()
+        ticket = tickets.issue("alice")
+        ws = await opened(server.ws_url(f"/?ticket={ticket}"), stream)
+        ws.transport.abort()
+        await asyncio.sleep(2.1)  # the ticket (not the session) has expired
+        with pytest.raises(InvalidStatus) as refused_expired:
+            await connect(stream.url(server.ws_url(f"/?ticket={ticket}")))
+        assert refused_expired.value.response.status_code == 401
+        revoked.add("alice")
+        with pytest.raises(InvalidStatus) as refused_revoked:
+            await connect(stream.url(server.ws_url(f"/?ticket={tickets.issue('alice')}")))
+        assert refused_revoked.value.response.status_code == 403
+        revoked.clear()  # a fresh ticket for the same user resumes the session
+        ws = await opened(server.ws_url(f"/?ticket={tickets.issue('alice')}"), stream)
+        assert stream.last("resumed")["id"] == stream.session_id
+
+
 async def test_room_memberships_come_back_with_the_session() -> None:
     async with serve(resume_app.make_app()) as server:
         stream = Stream()
