@@ -3,15 +3,16 @@
     asgi-ws serve [--broker memory://] [--host 127.0.0.1] [--port 8000] [--allow-origin URL ...]
 
 Serves ``PubSubApp`` at ``--path`` (``/ws``) behind OriginMiddleware (same-origin always
-allowed, plus ``--allow-origin``), HeartbeatMiddleware, BackpressureMiddleware and
-RateLimitMiddleware; the demo page at ``/`` and the browser client at ``/asgi-ws.js``.
-Several processes on one Redis, PostgreSQL or NATS broker form one cluster.
+allowed, plus ``--allow-origin``), HeartbeatMiddleware, ResumeMiddleware (``--resume-window``),
+BackpressureMiddleware and RateLimitMiddleware; the demo page at ``/`` and the browser client
+at ``/asgi-ws.js``. Several processes on one Redis, PostgreSQL or NATS broker form one cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -22,6 +23,7 @@ from .middleware.backpressure import BackpressureMiddleware
 from .middleware.heartbeat import HeartbeatMiddleware
 from .middleware.origin import OriginMiddleware
 from .middleware.ratelimit import RateLimitMiddleware
+from .middleware.resume import ResumeMiddleware
 from .pubsub import PubSubApp
 from .rooms import Rooms
 from .types import ASGIApp, Receive, Scope, Send
@@ -34,7 +36,7 @@ STATIC = {
 
 def build_app(
     *,
-    broker: str = "memory://",
+    broker: str = "memory://?history=1000",
     namespace: str = "asgi_ws",
     path: str = "/ws",
     allow_origins: Sequence[str] = (),
@@ -44,13 +46,27 @@ def build_app(
     max_message_size: int = 65_536,
     demo: bool = True,
     metrics: bool = False,
+    resume_window: float = 120.0,
+    session_store: str = "memory://",
+    resume_keys: Sequence[str] = (),
 ) -> ASGIApp:
-    """The ASGI application ``asgi-ws serve`` runs (also usable with any ASGI server)."""
-    pubsub = PubSubApp(Rooms(broker, namespace=namespace), max_publish_bytes=max_message_size)
+    """The ASGI application ``asgi-ws serve`` runs (also usable with any ASGI server).
+
+    ``resume_window`` 0 turns resumption off; ``resume_keys`` sign the resume tokens (processes
+    sharing a ``session_store`` need the same keys; by default a random key per process).
+    """
+    rooms = Rooms(broker, namespace=namespace)
+    pubsub = PubSubApp(rooms, max_publish_bytes=max_message_size)
     ratelimit = RateLimitMiddleware(pubsub, rate=rate, burst=2 * rate, max_message_size=max_message_size)
     backpressure = BackpressureMiddleware(ratelimit, max_messages=1000, policy="drop_oldest")
+    session: ASGIApp = backpressure
+    if resume_window > 0:
+        keys = list(resume_keys) or [secrets.token_urlsafe(32)]
+        session = ResumeMiddleware(
+            backpressure, secret_keys=keys, store=session_store, window=resume_window, rooms=rooms
+        )
     endpoint = OriginMiddleware(
-        HeartbeatMiddleware(backpressure, interval=heartbeat_interval, timeout=heartbeat_interval),
+        HeartbeatMiddleware(session, interval=heartbeat_interval, timeout=heartbeat_interval),
         allow_origins=["*"] if allow_any_origin else list(allow_origins),
         allow_same_origin=True,
     )
@@ -103,8 +119,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     serve = commands.add_parser("serve", help="run the pub/sub server and its demo page under uvicorn")
     serve.add_argument(
         "--broker",
-        default=os.environ.get("ASGI_WS_BROKER", "memory://"),
-        help="memory:// (default), redis://..., postgres://..., nats://... [env ASGI_WS_BROKER]",
+        default=os.environ.get("ASGI_WS_BROKER", "memory://?history=1000"),
+        help="memory://?history=1000 (default), redis://...[?history=N], postgres://..., nats://... "
+        "[env ASGI_WS_BROKER]; history lets resumed clients get what was published while they were away",
+    )
+    serve.add_argument(
+        "--resume-window",
+        type=float,
+        default=120.0,
+        help="seconds a dropped client can resume its session (0: no resumption)",
+    )
+    serve.add_argument(
+        "--session-store",
+        default=os.environ.get("ASGI_WS_SESSION_STORE", "memory://"),
+        help="memory:// (default, one process) or redis://... shared by the processes [env ASGI_WS_SESSION_STORE]",
     )
     serve.add_argument(
         "--namespace", default="asgi_ws", help="channel namespace on the broker: servers sharing one form a cluster"
@@ -152,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_message_size=args.max_message_size,
         demo=not args.no_demo,
         metrics=args.metrics,
+        resume_window=args.resume_window,
+        session_store=args.session_store,
+        resume_keys=[k for k in os.environ.get("ASGI_WS_RESUME_KEYS", "").split(",") if k],
     )
     options: dict[str, Any] = {"host": args.host, "port": args.port, "ws": args.ws, "log_level": args.log_level}
     uvicorn.run(app, log_config=uvicorn_log_config(), lifespan="on", **options)

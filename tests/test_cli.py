@@ -14,7 +14,8 @@ from tests.support.server import serve
 
 def test_defaults() -> None:
     args = parse_args(["serve"])
-    assert (args.broker, args.host, args.port, args.path) == ("memory://", "127.0.0.1", 8000, "/ws")
+    assert (args.broker, args.host, args.port, args.path) == ("memory://?history=1000", "127.0.0.1", 8000, "/ws")
+    assert (args.resume_window, args.session_store) == (120.0, "memory://")
     assert parse_args(["serve", "--allow-origin", "https://a.io", "--allow-origin", "https://b.io"]).allow_origin == [
         "https://a.io",
         "https://b.io",

@@ -4,8 +4,11 @@
  * Speaks the asgi_ws control protocol (docs/protocol.md): says hello, answers the server's
  * heartbeat pings and sends its own (browsers cannot see WebSocket protocol pings, so this is
  * how a page notices a dead connection), subscribes to channels of a PubSubApp and publishes
- * to them, and reconnects with exponential backoff and full jitter, restoring its
- * subscriptions. Include it with <script src="/asgi-ws.js"></script>; it defines AsgiWs.
+ * to them, and reconnects with exponential backoff and full jitter. Where the server runs
+ * ResumeMiddleware it resumes its session: the messages missed while disconnected arrive, in
+ * order, exactly once, and the subscriptions come back with the session (protocol §9);
+ * elsewhere it restores its subscriptions itself. Include it with
+ * <script src="/asgi-ws.js"></script>; it defines AsgiWs.
  *
  *   const client = new AsgiWs("/ws");          // a URL, or a function returning one (fresh ticket)
  *   client.on("message", ({channel, data}) => ...);
@@ -27,6 +30,11 @@
       this.pingInterval = options.pingInterval ?? 15;    // seconds of silence before the client pings
       this.pingTimeout = options.pingTimeout ?? 10;      // seconds a ping has to be answered
       this.maxBuffered = options.maxBuffered ?? 100;     // publishes kept while reconnecting
+      this.resume = options.resume ?? true;              // ask for a resumable session (ws_resume)
+      this.session = null;                               // {id, token} of the resumable session
+      this.received = 0;                                 // data frames received in the session
+      this._acked = 0;
+      this._restored = false;                            // subscriptions restored on this socket
       this.handlers = {};
       this.subscriptions = new Map();                    // channel -> the subscribe request
       this.buffer = [];
@@ -43,7 +51,8 @@
     }
 
     /** Register a handler: open, welcome, message, raw, subscribed, unsubscribed, presence,
-     *  presence_diff, published, error, close, reconnecting, giveup, state. */
+     *  presence_diff, published, error, close, reconnecting, giveup, state, resumed,
+     *  resume_failed (the session is gone: reload the state you show). */
     on(event, handler) {
       (this.handlers[event] = this.handlers[event] || []).push(handler);
       return this;
@@ -74,7 +83,7 @@
       const fields = {channel, presence: !!options.presence};
       if (options.meta) fields.meta = options.meta;
       this.subscriptions.set(channel, fields);
-      if (this.state === "open") this._control("subscribe", fields);
+      if (this.state === "open" && this._restored) this._control("subscribe", fields);
       return this;
     }
 
@@ -86,7 +95,7 @@
 
     publish(channel, data, id) {
       const fields = id === undefined ? {channel, data} : {channel, data, id};
-      if (this.state === "open") this._control("publish", fields);
+      if (this.state === "open" && this._restored) this._control("publish", fields);
       else if (this.buffer.length < this.maxBuffered) this.buffer.push(fields);
       else this.emit("error", {code: "buffer_full", message: "publish dropped while disconnected"});
     }
@@ -111,16 +120,21 @@
       const absolute = new URL(url, global.location ? global.location.href : undefined);
       if (absolute.protocol === "http:") absolute.protocol = "ws:";
       if (absolute.protocol === "https:") absolute.protocol = "wss:";
+      if (this.resume) {
+        absolute.searchParams.set("ws_resume", this.session ? this.session.token : "new");
+        if (this.session) absolute.searchParams.set("ws_seq", String(this.received));
+      }
       const ws = this.protocols ? new WebSocket(absolute, this.protocols) : new WebSocket(absolute);
       ws.binaryType = "arraybuffer";
       this.ws = ws;
       ws.onopen = () => {
         this._openedAt = Date.now();
         this._lastReceived = Date.now();
+        this._restored = false;
         this._setState("open");
         this._control("hello", {v: 1});
-        for (const fields of this.subscriptions.values()) this._control("subscribe", fields);
-        for (const fields of this.buffer.splice(0)) this._control("publish", fields);
+        // Subscriptions are restored once the server said whether it resumed the session
+        // (session / resumed / resume_failed come first), or at welcome if it has no sessions.
         this._arm();
         this.emit("open", {protocol: ws.protocol});
       };
@@ -155,6 +169,8 @@
     _receive(data) {
       this._lastReceived = Date.now();
       if (typeof data !== "string" || !data.startsWith(PREFIX)) {
+        this.received += 1;                       // the n-th data frame of the session is seq n
+        if (this.session && this.received - this._acked >= 100) this._ack();
         this._application(data);
         return;
       }
@@ -166,7 +182,28 @@
           if (this._pingSentAt !== null && msg.id === this._pingId) this.rtt = (Date.now() - this._pingSentAt) / 1000;
           this._pingSentAt = null;
           break;
-        case "welcome": this.emit("welcome", msg); break;
+        case "welcome":
+          this._restore([]);                      // a server without sessions: restore everything
+          this.emit("welcome", msg);
+          break;
+        case "session":
+          if (!this.session || this.session.id !== msg.id) { this.received = 0; this._acked = 0; }
+          this.session = {id: msg.id, token: msg.token};
+          this._restore([]);
+          break;
+        case "resumed":
+          this.session = {id: msg.id, token: msg.token};
+          this.received = msg.seq;
+          this._acked = Math.min(this._acked, msg.seq);
+          this._restore(msg.rooms || []);
+          this.emit("resumed", msg);
+          break;
+        case "resume_failed":
+          this.session = null;                    // a "session" message for a fresh one follows
+          this.received = 0;
+          this._acked = 0;
+          this.emit("resume_failed", msg);
+          break;
         case "error": this.emit("error", msg); break;
         default: this.emit(msg.$ws, msg);
       }
@@ -183,13 +220,35 @@
       this.emit("raw", data);
     }
 
+    /** Subscribe again to what the server did not restore, then send the buffered publishes. */
+    _restore(restoredRooms) {
+      if (this._restored) return;
+      this._restored = true;
+      const restored = new Set(restoredRooms);
+      for (const [channel, fields] of this.subscriptions) {
+        if (!restored.has(channel)) this._control("subscribe", fields);
+      }
+      for (const fields of this.buffer.splice(0)) this._control("publish", fields);
+    }
+
+    _ack() {
+      if (!this.session || this.received === this._acked) return;
+      this._acked = this.received;
+      this._control("ack", {seq: this.received});
+    }
+
     _control(op, fields = {}) {
       if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({$ws: op, ...fields}));
     }
 
     _arm() {
       clearTimeout(this._timer);
-      if (this.state !== "open" || !this.pingInterval) return;
+      if (this.state !== "open") return;
+      this._ack();                                 // at most once a second, when frames arrived
+      if (!this.pingInterval) {
+        this._timer = setTimeout(() => this._arm(), 1000);
+        return;
+      }
       const silence = (Date.now() - this._lastReceived) / 1000;
       if (this._pingSentAt !== null) {
         if ((Date.now() - this._pingSentAt) / 1000 >= this.pingTimeout) {

@@ -58,3 +58,50 @@ async def test_the_client_reconnects_and_resubscribes_after_a_server_restart(bro
                     await asyncio.sleep(0.1)
             else:
                 raise AssertionError("the page never received a publish after reconnecting")
+
+
+RESUMING_CLIENT = """
+async () => {
+  window.got = [];
+  window.events = [];
+  window.gate = Promise.resolve();
+  const url = async () => { await window.gate; return "/ws"; };  // held closed while a test wants
+  const client = new AsgiWs(url, {pingInterval: 0, backoff: {base: 0.05, cap: 0.2}});
+  client.on("message", (msg) => window.got.push(msg.data));
+  for (const kind of ["resumed", "resume_failed", "close"]) {
+    client.on(kind, (detail) => window.events.push([kind, detail]));
+  }
+  client.subscribe("news");
+  window.client = client;
+  await new Promise((resolve) => { client.on("subscribed", resolve); client.connect(); });
+}
+"""
+
+
+async def test_the_browser_client_resumes_and_misses_nothing_published_while_away(browser: Any) -> None:
+    async with serve(build_app(), lifespan="on") as server:
+        page = await browser.new_page()
+        await page.goto(server.http_url("/"))
+        await page.evaluate(RESUMING_CLIENT)
+        origin = f"http://127.0.0.1:{server.port}"
+        async with opened(server.ws_url("/ws"), origin=origin, ping_interval=None) as publisher:
+
+            async def publish(*numbers: int) -> None:
+                for i in numbers:
+                    await publisher.send(json.dumps({"$ws": "publish", "channel": "news", "data": i}))
+
+            await publish(*range(10))
+            await page.wait_for_function("window.got.length >= 10")
+            # The connection drops (not a close 1000): the page cannot reconnect until released.
+            await page.evaluate(
+                "window.gate = new Promise((r) => { window.release = r; }); window.client.ws.close(4000)"
+            )
+            await page.wait_for_function("window.events.some(([kind]) => kind === 'close')")
+            await publish(*range(10, 30))  # published while the page is away
+            await page.evaluate("window.release()")
+            await page.wait_for_function("window.got.length >= 30")
+            await publish(30)
+            await page.wait_for_function("window.got.length >= 31")
+        assert await page.evaluate("window.got") == list(range(31))
+        kinds = await page.evaluate("window.events.map(([kind, detail]) => [kind, detail.room_gap ?? null])")
+        assert kinds == [["close", None], ["resumed", False]]
