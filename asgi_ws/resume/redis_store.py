@@ -1,15 +1,18 @@
 """``RedisSessionStore``: resumable sessions shared by every worker process, in Redis.
 
-Each session is two keys sharing a hash tag (one cluster slot): a hash (owner, identity,
-head, first, rooms) and a list of frames, the oldest retained first. Every operation that
+Each session is four keys sharing a hash tag (one cluster slot): a hash (owner, identity,
+head, first, rooms), the rooms' positions, and two lists: the stored batches (one element
+per batch of frames, each frame length-prefixed: one ``RPUSH`` a batch, not one a frame) and
+each batch's first seq, the oldest first. Trimming drops whole batches. Every operation that
 must be atomic with the ownership check is one Lua script, so a socket resumed on another
 process can never append after the claim, and a frame is never stored twice or out of order.
-Both keys expire ``ttl`` seconds after the last write: abandoned sessions cost nothing.
+Every key expires ``ttl`` seconds after the last write: abandoned sessions cost nothing.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -21,37 +24,45 @@ from ..exceptions import ConfigurationError
 from .store import Frame, SessionState, SessionStore
 
 _CREATE = """
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'identity', ARGV[2], 'head', 0, 'first', 1, 'rooms', '{}')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-_CLAIM = """
+_EXPIRE_ALL = """
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+"""
+
+_CLAIM = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
+"""
+    + _EXPIRE_ALL
+    + """
 local state = redis.call('HMGET', KEYS[1], 'identity', 'head', 'first', 'rooms')
 state[5] = redis.call('HGETALL', KEYS[3])
 return state
 """
+)
 
-# Shared by append and touch: drop frames below keep_from (ARGV[3]), then extend the expiry.
-_TRIM_AND_EXPIRE = """
-local first = tonumber(redis.call('HGET', KEYS[1], 'first'))
+# Shared by append and touch: drop the batches whose frames are all below keep_from
+# (ARGV[3]); 'first' becomes the first seq of the oldest batch kept.
+_TRIM_AND_EXPIRE = (
+    """
 local keep = tonumber(ARGV[3])
-local head = tonumber(redis.call('HGET', KEYS[1], 'head'))
-if keep > head + 1 then keep = head + 1 end
-if keep > first then
-  redis.call('LTRIM', KEYS[2], keep - first, -1)
-  redis.call('HSET', KEYS[1], 'first', keep)
+local last = tonumber(redis.call('HGET', KEYS[1], 'head'))
+while redis.call('LLEN', KEYS[4]) > 0 do
+  local next_start = tonumber(redis.call('LINDEX', KEYS[4], 1) or (last + 1))
+  if next_start > keep then break end
+  redis.call('LPOP', KEYS[2])
+  redis.call('LPOP', KEYS[4])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[1], 'first', tonumber(redis.call('LINDEX', KEYS[4], 0) or (last + 1)))
 """
+    + _EXPIRE_ALL
+)
 
 # ARGV[5] pairs of (room, position) follow, in ARGV[6...]: the rooms' cursors.
 _SET_CURSORS = """
@@ -59,6 +70,7 @@ local pairs_end = 5 + 2 * tonumber(ARGV[5])
 for i = 6, pairs_end, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 """
 
+# After the cursors: the batch's frame count and the batch itself, one list element.
 _APPEND = (
     """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
@@ -67,8 +79,9 @@ if head + 1 ~= tonumber(ARGV[4]) then return 0 end
 """
     + _SET_CURSORS
     + """
-redis.call('RPUSH', KEYS[2], unpack(ARGV, pairs_end + 1))
-redis.call('HSET', KEYS[1], 'head', head + #ARGV - pairs_end)
+redis.call('RPUSH', KEYS[2], ARGV[pairs_end + 2])
+redis.call('RPUSH', KEYS[4], ARGV[4])
+redis.call('HSET', KEYS[1], 'head', head + tonumber(ARGV[pairs_end + 1]))
 """
     + _TRIM_AND_EXPIRE
     + "return 1\n"
@@ -84,18 +97,39 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'rooms', ARGV[4]) end
     + "return 1\n"
 )
 
+# The batches from the one holding seq ARGV[1] + 1 on, after the first seq of the first.
 _READ = """
-local first = tonumber(redis.call('HGET', KEYS[1], 'first'))
-if not first then return {} end
-local start = tonumber(ARGV[1]) + 1 - first
-if start < 0 then start = 0 end
-return redis.call('LRANGE', KEYS[2], start, -1)
+local starts = redis.call('LRANGE', KEYS[4], 0, -1)
+local from = 0
+for i = 1, #starts do
+  if tonumber(starts[i]) <= tonumber(ARGV[1]) + 1 then from = i - 1 end
+end
+return {starts[from + 1] or '0', redis.call('LRANGE', KEYS[2], from, -1)}
 """
 
 _DELETE = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) end
 return 1
 """
+
+_LENGTH = struct.Struct("!I")
+
+
+def _pack(frames: Sequence[Frame]) -> bytes:
+    """One batch as one list element: each frame preceded by its length."""
+    pack = _LENGTH.pack
+    return b"".join([part for frame in frames for part in (pack(len(frame)), frame)])
+
+
+def _unpack(batch: bytes) -> list[Frame]:
+    frames: list[Frame] = []
+    offset, size, unpack_from = 0, len(batch), _LENGTH.unpack_from
+    while offset < size:
+        (length,) = unpack_from(batch, offset)
+        offset += 4
+        frames.append(batch[offset : offset + length])
+        offset += length
+    return frames
 
 
 class RedisSessionStore(SessionStore):
@@ -128,7 +162,7 @@ class RedisSessionStore(SessionStore):
 
     def _keys(self, session_id: str) -> list[str]:
         base = f"{self.prefix}{{{session_id}}}"
-        return [f"{base}:m", f"{base}:l", f"{base}:c"]
+        return [f"{base}:m", f"{base}:l", f"{base}:c", f"{base}:s"]
 
     async def create(self, session_id: str, owner: str, identity: str | None, ttl: float) -> None:
         await self._create(keys=self._keys(session_id), args=[owner, identity or "", _ms(ttl)])
@@ -157,11 +191,13 @@ class RedisSessionStore(SessionStore):
         ttl: float,
         cursors: dict[str, str] | None = None,
     ) -> bool:
-        args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), *frames]
+        args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), len(frames), _pack(frames)]
         return bool(await self._append(keys=self._keys(session_id), args=args))
 
     async def read(self, session_id: str, after: int) -> list[Frame]:
-        return list(await self._read(keys=self._keys(session_id), args=[after]))
+        first, batches = await self._read(keys=self._keys(session_id), args=[after])
+        frames = [frame for batch in batches for frame in _unpack(batch)]
+        return frames[max(0, after + 1 - int(first)) :]
 
     async def touch(
         self,

@@ -1,0 +1,89 @@
+"""The session stores' contract, on the memory store and on the machine's Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from asgi_ws.resume import MemorySessionStore, SessionStore
+from asgi_ws.resume.redis_store import RedisSessionStore
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    if request.param == "memory":
+        yield MemorySessionStore()
+        return
+    redis_url = request.getfixturevalue("redis_url")
+    redis_store = RedisSessionStore(f"{redis_url}?prefix=asgi_ws_store_test_{uuid.uuid4().hex[:8]}:")
+    yield redis_store
+    await redis_store.close()
+
+
+def frames(start: int, stop: int) -> list[bytes]:
+    return [b"t" + str(i).encode() for i in range(start, stop)]
+
+
+async def test_frames_are_read_back_after_any_seq(store: SessionStore) -> None:
+    await store.create("s", "owner-1", "alice", 60)
+    assert await store.append("s", "owner-1", 1, frames(1, 4), 1, 60)
+    assert await store.append("s", "owner-1", 4, frames(4, 10), 1, 60, {"lobby": "0-7"})
+    for after in range(10):
+        assert await store.read("s", after) == frames(after + 1, 10)
+    state = await store.claim("s", "owner-1", 60)
+    assert state is not None and (state.identity, state.head, state.first) == ("alice", 9, 1)
+    assert state.cursors == {"lobby": "0-7"}
+
+
+async def test_appends_must_continue_the_sequence(store: SessionStore) -> None:
+    await store.create("s", "o", None, 60)
+    assert not await store.append("s", "o", 2, frames(2, 3), 1, 60)  # a gap
+    assert await store.append("s", "o", 1, frames(1, 3), 1, 60)
+    assert not await store.append("s", "o", 2, frames(2, 3), 1, 60)  # a repeat
+    assert await store.read("s", 0) == frames(1, 3)
+
+
+async def test_a_claim_moves_ownership_and_the_old_owner_can_write_no_more(store: SessionStore) -> None:
+    await store.create("s", "old", None, 60)
+    assert await store.append("s", "old", 1, frames(1, 3), 1, 60)
+    assert await store.claim("s", "new", 60) is not None
+    assert not await store.append("s", "old", 3, frames(3, 4), 1, 60)
+    assert not await store.touch("s", "old", 1, 60)
+    assert await store.append("s", "new", 3, frames(3, 4), 1, 60)
+    await store.delete("s", "old")  # not the owner: nothing happens
+    assert await store.claim("s", "new", 60) is not None
+    await store.delete("s", "new")
+    assert await store.claim("s", "new", 60) is None
+    assert await store.claim("never-created", "x", 60) is None
+
+
+async def test_trimming_keeps_every_frame_at_or_after_keep_from(store: SessionStore) -> None:
+    await store.create("s", "o", None, 60)
+    for start in range(1, 100, 10):  # ten batches of ten
+        assert await store.append("s", "o", start, frames(start, start + 10), 1, 60)
+    assert await store.touch("s", "o", 35, 60, {"lobby": "raw"}, {"lobby": "3-0"})
+    state = await store.claim("s", "o", 60)
+    assert state is not None and state.head == 100 and state.rooms == {"lobby": "raw"}
+    assert 1 < state.first <= 35  # whole batches are dropped in Redis, single frames in memory
+    assert await store.read("s", 34) == frames(35, 101)
+    assert await store.touch("s", "o", 101, 60)  # everything acknowledged
+    state = await store.claim("s", "o", 60)
+    assert state is not None and state.first == 101 and await store.read("s", 100) == []
+    assert await store.append("s", "o", 101, frames(101, 102), 101, 60)
+    assert await store.read("s", 100) == frames(101, 102)
+
+
+async def test_binary_and_text_frames_round_trip(store: SessionStore) -> None:
+    from asgi_ws.resume.store import frame_of, message_of
+
+    messages = [
+        {"type": "websocket.send", "text": "héllo \udcff"},
+        {"type": "websocket.send", "bytes": b"\x00\x01\xff"},
+        {"type": "websocket.send", "text": ""},
+        {"type": "websocket.send", "bytes": b""},
+    ]
+    await store.create("s", "o", None, 60)
+    assert await store.append("s", "o", 1, [frame_of(m) for m in messages], 1, 60)
+    assert [message_of(f) for f in await store.read("s", 0)] == messages
