@@ -70,7 +70,7 @@ def build_app(
         allow_origins=["*"] if allow_any_origin else list(allow_origins),
         allow_same_origin=True,
     )
-    scrape = _metrics(pubsub.rooms, backpressure, ratelimit) if metrics else None
+    scrape = _metrics(pubsub.rooms, backpressure, ratelimit, session) if metrics else None
     files = {route: (resources.files("asgi_ws.static") / name).read_bytes() for route, (name, _) in STATIC.items()}
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,13 +96,17 @@ def build_app(
     return app
 
 
-def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any) -> Any:
+def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any, session: Any) -> Any:
     from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
     from .metrics import AsgiWsCollector
 
     registry = CollectorRegistry()
-    registry.register(AsgiWsCollector(rooms=[rooms], backpressure=[backpressure], ratelimit=[ratelimit], names=["ws"]))
+    resume = [session] if isinstance(session, ResumeMiddleware) else []
+    collector = AsgiWsCollector(
+        rooms=[rooms], backpressure=[backpressure], ratelimit=[ratelimit], resume=resume, names=["ws"]
+    )
+    registry.register(collector)
     ProcessCollector(registry=registry)
     return lambda: generate_latest(registry)
 

@@ -36,6 +36,7 @@ class AsgiWsCollector:
         rooms: Rooms instances (labelled by namespace).
         backpressure: BackpressureMiddleware instances (labelled ``0``, ``1``... or by ``names``).
         ratelimit: RateLimitMiddleware instances (same labels).
+        resume: ResumeMiddleware instances (same labels).
         names: labels for the middlewares, in order.
     """
 
@@ -45,11 +46,13 @@ class AsgiWsCollector:
         rooms: Iterable[Any] = (),
         backpressure: Iterable[Any] = (),
         ratelimit: Iterable[Any] = (),
+        resume: Iterable[Any] = (),
         names: Sequence[str] = (),
     ) -> None:
         self.rooms = list(rooms)
         self.backpressure = list(backpressure)
         self.ratelimit = list(ratelimit)
+        self.resume = list(resume)
         self.names = list(names)
         _families()  # fail at registration, not at the first scrape
 
@@ -97,6 +100,24 @@ class AsgiWsCollector:
             for name, family in limits.items():
                 family.add_metric([self._name(index)], getattr(middleware.stats, name))
         yield from limits.values()
+
+        sessions = {name: counter(f"asgi_ws_resume_{name}", help_, labels=["middleware"]) for name, help_ in (
+            ("created", "Resumable sessions started"),
+            ("resumed", "Sessions resumed by a reconnecting client"),
+            ("replayed", "Messages replayed or filled in to resuming clients"),
+        )}  # fmt: skip
+        refused = counter("asgi_ws_resume_refused", "Resume requests refused, by code", labels=["middleware", "code"])
+        live = gauge("asgi_ws_resume_live_sessions", "Sessions held by a socket of this process", labels=["middleware"])
+        for index, middleware in enumerate(self.resume):
+            label = [self._name(index)]
+            for name, family in sessions.items():
+                family.add_metric(label, middleware.stats[name])
+            for code, count in sorted(middleware.refused_by_code.items()):
+                refused.add_metric([*label, code], count)
+            live.add_metric(label, len(middleware.live))
+        yield from sessions.values()
+        yield refused
+        yield live
 
         rooms = {name: counter(f"asgi_ws_rooms_{name}", help_, labels=["namespace"]) for name, help_ in (
             ("published", "Messages published through Rooms"),

@@ -87,7 +87,9 @@ class ResumeMiddleware:
         )
         #: This process's live sessions, by id: a resume here closes the old socket at once.
         self.live: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        #: Counters (exported by :class:`~asgi_ws.metrics.AsgiWsCollector`).
         self.stats = {"created": 0, "resumed": 0, "refused": 0, "replayed": 0}
+        self.refused_by_code: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -187,6 +189,7 @@ class _SessionHandshake:
                 session = await self._resume(identity, owner)
             except ResumeRefused as refused:
                 mw.stats["refused"] += 1
+                mw.refused_by_code[refused.code] = mw.refused_by_code.get(refused.code, 0) + 1
                 logger.info("resume refused (%s): %s", refused.code, refused.reason)
                 conn.control.send("resume_failed", {"code": refused.code, "reason": refused.reason})
             else:

@@ -134,6 +134,32 @@ async def test_refused_resumes_say_why_and_start_a_fresh_session(case: str, code
         assert fresh.data == ["1", "2"]
 
 
+async def test_resumption_is_counted_in_the_metrics() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from asgi_ws.metrics import AsgiWsCollector
+
+    app = resume_app.make_app()
+    registry = CollectorRegistry()
+    registry.register(AsgiWsCollector(resume=[app], names=["chat"]))
+    async with serve(app) as server:
+        stream = Stream()
+        ws = await opened(server.ws_url("/"), stream)
+        await ws.send("emit 1 3")
+        await read_until(ws, stream, got(2))
+        ws.transport.abort()
+        await opened(server.ws_url("/"), stream)
+        await refused(f"{server.ws_url('/')}?ws_resume=forged&ws_seq=0")
+        text = generate_latest(registry).decode()
+    for line in [
+        'asgi_ws_resume_created_total{middleware="chat"} 2.0',  # the first, and the refused one's fresh one
+        'asgi_ws_resume_resumed_total{middleware="chat"} 1.0',
+        'asgi_ws_resume_refused_total{code="invalid_token",middleware="chat"} 1.0',
+        'asgi_ws_resume_live_sessions{middleware="chat"}',
+    ]:
+        assert line in text, line
+
+
 async def test_a_gap_older_than_the_history_is_refused() -> None:
     async with serve(resume_app.make_app(max_messages=10)) as server:
         stream = Stream()
