@@ -53,8 +53,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import ROOT, ServerProcess, cpu_seconds, free_port, median, table, uvicorn_process
 
 REDIS = "redis://127.0.0.1:6379/0"
-SYSTEMS = ["bare", "rooms-memory", "rooms-redis", "socketio", "channels-memory", "channels-redis", "channels-pubsub"]
-PAIRED = ["bare", "rooms-memory", "rooms-redis"]  # connected together, rounds alternate
+SYSTEMS = [
+    "bare",
+    "rooms-memory",
+    "rooms-redis",
+    "socketio",
+    "channels-memory",
+    "channels-redis",
+    "channels-pubsub",
+    "rooms-resume-memory",
+    "rooms-resume-redis",
+]
+DEFAULT_SYSTEMS = SYSTEMS[:7]  # the resumable-member variants run on request (--systems)
+# Connected together, rounds alternate.
+PAIRED = ["bare", "rooms-memory", "rooms-redis", "rooms-resume-memory", "rooms-resume-redis"]
 LABELS = {
     "bare": "bare Starlette loop (ceiling)",
     "rooms-memory": "asgi_ws Rooms, memory://",
@@ -63,6 +75,8 @@ LABELS = {
     "channels-memory": "Channels group_send, InMemoryChannelLayer",
     "channels-redis": "Channels group_send, channels_redis RedisChannelLayer",
     "channels-pubsub": "Channels group_send, channels_redis RedisPubSubChannelLayer",
+    "rooms-resume-memory": "asgi_ws Rooms, members resumable (memory store)",
+    "rooms-resume-redis": "asgi_ws Rooms, members resumable (Redis store)",
 }
 
 
@@ -304,6 +318,8 @@ class System:
         return self.name == "socketio"
 
     def url(self, server: ServerProcess) -> str:
+        if self.name.startswith("rooms-resume"):
+            return server.ws_url("/ws?ws_resume=new")
         return server.ws_url("/socket.io/?EIO=4&transport=websocket" if self.sio else "/ws")
 
 
@@ -319,6 +335,9 @@ def server_specs(name: str, run_id: str) -> list[tuple[str, dict[str, str], list
         return [("bench.fanout_servers.rooms_redis:app", env, lifespan)] * 2
     if name == "socketio":
         return [("bench.fanout_servers.socketio_room:app", {}, [])]
+    if name.startswith("rooms-resume"):
+        store = "memory://" if name.endswith("memory") else f"{REDIS}?prefix=fanout-sessions-{run_id}:"
+        return [("bench.fanout_servers.rooms_resume:app", {"FANOUT_SESSION_STORE": store}, lifespan)]
     layer = name.split("-", 1)[1]
     env = {"FANOUT_CHANNEL_LAYER": layer, "FANOUT_REDIS_HOST": REDIS, "FANOUT_PREFIX": f"fanout-{run_id}-{layer}"}
     return [("bench.fanout_servers.channels_group:app", env, [])]
@@ -610,6 +629,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         "channels-memory": "Channels\nInMemoryChannelLayer",
         "channels-redis": "Channels\nRedisChannelLayer",
         "channels-pubsub": "Channels\nRedisPubSubChannelLayer",
+        "rooms-resume-memory": "Rooms, resumable\n(memory store)",
+        "rooms-resume-redis": "Rooms, resumable\n(Redis store)",
     }
     ax.set_xticklabels([short[s] for s in names], fontsize=8)
     ax.set_ylabel("deliveries / s (N / median time to last member), log scale")
@@ -624,7 +645,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ws", nargs="+", default=["websockets-sansio"], help="uvicorn --ws implementations")
     parser.add_argument("--n", nargs="+", type=int, default=[1000, 5000], help="members per broadcast")
-    parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
+    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--min-rounds", type=int, default=3, help="rounds run even over --budget")

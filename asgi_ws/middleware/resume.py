@@ -26,6 +26,7 @@ from ..connection import Connection, attach_session
 from ..exceptions import ConfigurationError
 from ..outbound import QueueLimits
 from ..protocol import field
+from ..resume.flusher import SessionFlusher
 from ..resume.session import Session, SessionLimits, session_of
 from ..resume.store import SessionStore, store_from_url
 from ..resume.tokens import ResumeRefused, TokenSigner
@@ -77,6 +78,8 @@ class ResumeMiddleware:
             raise ConfigurationError("window, max_messages, max_bytes and max_pending must be positive")
         self.app = app
         self.store = store_from_url(store) if isinstance(store, str) else store
+        #: Stores the frames of all this middleware's sessions, one store call a round.
+        self.flusher = SessionFlusher(self.store)
         self.signer = TokenSigner(secret_keys, salt=salt, max_age=window)
         self.limits = SessionLimits(window, max_messages, max_bytes, max_pending)
         self.rooms = rooms
@@ -204,7 +207,7 @@ class _SessionHandshake:
             )
             raise ConfigurationError(f"session store unavailable: {exc}") from exc
         mw.stats["created"] += 1
-        session = Session(conn, mw.store, mw.signer, mw.limits, session_id, owner, identity)
+        session = Session(conn, mw.flusher, mw.signer, mw.limits, session_id, owner, identity)
         session.announce()
         return session
 
@@ -239,7 +242,7 @@ class _SessionHandshake:
             raise ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}") from exc
         if len(frames) != state.head - client_seq:
             raise ResumeRefused("gap_too_old", "the stored messages changed during the resume: resync")
-        session = Session(conn, mw.store, mw.signer, mw.limits, session_id, owner, identity, state.head, resumed=True)
+        session = Session(conn, mw.flusher, mw.signer, mw.limits, session_id, owner, identity, state.head, resumed=True)
         session.offered = client_seq
         session.rooms = dict(state.rooms)
         session.cursors = dict(state.cursors)

@@ -21,7 +21,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
 
 from ..exceptions import ConfigurationError
-from .store import Frame, SessionState, SessionStore
+from .store import Append, Frame, SessionState, SessionStore
 
 _CREATE = """
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
@@ -64,10 +64,22 @@ redis.call('HSET', KEYS[1], 'first', tonumber(redis.call('LINDEX', KEYS[4], 0) o
     + _EXPIRE_ALL
 )
 
-# ARGV[5] pairs of (room, position) follow, in ARGV[6...]: the rooms' cursors.
+# ARGV[5] pairs of (room, position) follow, in ARGV[6...]: the rooms' cursors. A cursor only
+# moves forward: a touch carrying an older one (sent while an append was in flight) is ignored.
 _SET_CURSORS = """
+local function later(a, b)
+  if not b then return true end
+  local a1, a2 = string.match(a, '^(%d+)-(%d+)$')
+  local b1, b2 = string.match(b, '^(%d+)-(%d+)$')
+  a1, a2, b1, b2 = tonumber(a1), tonumber(a2), tonumber(b1), tonumber(b2)
+  return a1 > b1 or (a1 == b1 and a2 > b2)
+end
 local pairs_end = 5 + 2 * tonumber(ARGV[5])
-for i = 6, pairs_end, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = 6, pairs_end, 2 do
+  if later(ARGV[i + 1], redis.call('HGET', KEYS[3], ARGV[i])) then
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+end
 """
 
 # After the cursors: the batch's frame count and the batch itself, one list element.
@@ -193,6 +205,17 @@ class RedisSessionStore(SessionStore):
     ) -> bool:
         args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), len(frames), _pack(frames)]
         return bool(await self._append(keys=self._keys(session_id), args=args))
+
+    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException]:
+        """Every append in one pipeline (each still one atomic script): one round trip."""
+        if len(appends) == 1:
+            return [await self.append(*appends[0])]
+        pipe = self._redis.pipeline(transaction=False)
+        for session_id, owner, first_seq, frames, keep_from, ttl, cursors in appends:
+            args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), len(frames), _pack(frames)]
+            await self._append(keys=self._keys(session_id), args=args, client=pipe)
+        results = await pipe.execute(raise_on_error=False)
+        return [r if isinstance(r, BaseException) else bool(r) for r in results]
 
     async def read(self, session_id: str, after: int) -> list[Frame]:
         first, batches = await self._read(keys=self._keys(session_id), args=[after])

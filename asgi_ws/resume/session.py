@@ -5,9 +5,10 @@ frames excluded), and the server numbers them the same way, so the n-th data fra
 session is seq n on both sides. Resumption therefore costs application messages nothing in
 size, and plain clients are never involved.
 
-Every data frame goes through :meth:`Session.offer`: it gets the next seq, joins the pending
-batch, and one flush at a time stores the batch and only then hands its frames, in order, to
-the connection's outbound path. The application does not wait for the store unless the
+Every data frame goes through :meth:`Session.offer`: it gets the next seq and joins the pending
+batch; the middleware's one :class:`~asgi_ws.resume.flusher.SessionFlusher` stores the batches
+of every session with frames pending in one store call a round, and only then are a session's
+frames handed, in order, to its connection's outbound path. The application does not wait for the store unless the
 pending batch grows past ``max_pending`` (then its ``send`` waits: backpressure).
 A stored frame is never dropped by a queue policy: the connection's queue policy becomes
 ``block`` (falling back to closing with 1013), and the client resumes from the last frame it
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -26,16 +28,28 @@ from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..outbound import SLOW
 from ..types import Message
-from .store import SessionStore, frame_of, message_of
+from .store import Append, SessionStore, frame_of, message_of
 
 if TYPE_CHECKING:
     from ..connection import Connection
+    from .flusher import SessionFlusher
     from .tokens import TokenSigner
 
 logger = logging.getLogger("asgi_ws.resume")
 
 #: Frames stored by one store call at most (Redis scripts take a bounded argument list).
 MAX_BATCH = 4000
+
+
+class _Batch:
+    """Frames taken from a session for one store call."""
+
+    __slots__ = ("append", "cursors", "messages")
+
+    def __init__(self, messages: list[Message], cursors: dict[str, str] | None, append: Append) -> None:
+        self.messages = messages
+        self.cursors = cursors
+        self.append = append
 
 
 class SessionLimits:
@@ -63,18 +77,23 @@ class Session:
     __slots__ = (
         "__weakref__",
         "_acked",
+        "_drained",
         "_filled",
-        "_flusher",
+        "_handing",
         "_held",
         "_live_hold",
+        "_marked",
         "_moves",
+        "_out",
         "_pending",
         "_retained",
         "_retained_bytes",
+        "_storing",
         "_waiters",
         "conn",
         "cursors",
         "detached",
+        "flusher",
         "id",
         "identity",
         "limits",
@@ -91,7 +110,7 @@ class Session:
     def __init__(
         self,
         conn: Connection,
-        store: SessionStore,
+        flusher: SessionFlusher,
         signer: TokenSigner,
         limits: SessionLimits,
         session_id: str,
@@ -102,7 +121,8 @@ class Session:
         resumed: bool = False,
     ) -> None:
         self.conn = conn
-        self.store = store
+        self.flusher = flusher
+        self.store: SessionStore = flusher.store
         self.signer = signer
         self.limits = limits
         self.id = session_id
@@ -116,8 +136,13 @@ class Session:
         self._pending: list[Message] = []
         self._retained: collections.deque[int] = collections.deque()  # sizes of stored, unacked frames
         self._retained_bytes = 0
-        self._flusher: asyncio.Task[None] | None = None
+        self._marked = False  # waiting in the flusher's next round
+        self._storing = False  # a batch is being stored
         self._waiters: list[asyncio.Future[None]] | None = None
+        self._drained: asyncio.Future[None] | None = None  # finish() waits for the last store
+        # Stored frames waiting for room in the outbound queue, and the task handing them over.
+        self._out: collections.deque[Message] = collections.deque()
+        self._handing: asyncio.Task[None] | None = None
         #: While a resume replays, new frames are stored but held back here, behind the replay.
         self._held: list[Message] | None = None
         #: room -> position of the newest room message numbered for this session (brokers
@@ -144,8 +169,9 @@ class Session:
             return False
         self.seq += 1
         self._pending.append(message)
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        if not self._marked:
+            self._marked = True
+            self.flusher.mark(self)
         return True
 
     def offer_from(self, message: Message, room: str, position: str | None) -> bool:
@@ -171,60 +197,56 @@ class Session:
             self._waiters.append(waiter)
         return waiter
 
-    async def _flush(self) -> None:
-        """Store pending frames batch by batch, each batch before it is handed to the socket;
-        the next batch's store round trip overlaps the current batch's socket writes."""
-        storing: asyncio.Task[bool] | None = None
-        try:
-            batch, storing, cursors = self._store_next()
-            while storing is not None:
-                try:
-                    ok = await storing
-                except Exception as exc:  # the store's own errors (redis-py, OSError)
-                    logger.error("session %s: could not store outgoing messages (%s): closing", self.id, exc)
-                    self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
-                    return
-                if not ok:
-                    self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
-                    return
-                self.stored += len(batch)
-                if cursors:
-                    self.cursors.update(cursors)
-                if self._waiters is not None and len(self._pending) < self.limits.max_pending:
-                    waiters, self._waiters = self._waiters, None
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
-                next_batch, storing, cursors = self._store_next()
-                if storing is not None:
-                    await asyncio.sleep(0)  # let the next store call write its command
-                if self._held is not None:
-                    self._held.extend(batch)
-                else:
-                    await self._hand_over(batch)
-                if storing is None:  # frames numbered during the hand-over
-                    next_batch, storing, cursors = self._store_next()
-                batch = next_batch
-        finally:
-            if storing is not None and not storing.done():
-                storing.cancel()
-            self._flusher = None
-            if self._waiters is not None and (self.detached or self.conn.ended):
-                waiters, self._waiters = self._waiters, None
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-
-    def _store_next(self) -> tuple[list[Message], asyncio.Task[bool] | None, dict[str, str] | None]:
-        """Take the next batch of pending frames and start storing it."""
-        if not self._pending:
-            return [], None, None
+    def take(self) -> _Batch | None:
+        """The flusher's round: the next batch of pending frames, and how to store it."""
+        self._marked = False
+        if not self._pending or self.detached:
+            return None
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         frames = [frame_of(m) for m in batch]
         keep_from = self._keep_from(frames)
         cursors = self._cursors_of_batch(self.stored + len(batch))
-        append = self.store.append(self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors)
-        return batch, asyncio.get_running_loop().create_task(append), cursors
+        append = (self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors)
+        self._storing = True
+        return _Batch(batch, cursors, append)
+
+    def stored_batch(self, batch: _Batch, result: bool | BaseException) -> None:
+        """The flusher stored ``batch`` (``True``), was refused (the session was claimed
+        elsewhere) or failed; hand the frames to the socket, in order."""
+        self._storing = False
+        if isinstance(result, BaseException):
+            logger.error("session %s: could not store outgoing messages (%s): closing", self.id, result)
+            self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
+            return
+        if not result:
+            self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+            return
+        self.stored += len(batch.messages)
+        if batch.cursors:
+            self.cursors.update(batch.cursors)
+        if self._pending:  # more than one batch, or numbered while this one was stored
+            if not self._marked:
+                self._marked = True
+                self.flusher.mark(self)
+        else:
+            self._wake(self._drained_waiters())
+        if self._waiters is not None and len(self._pending) < self.limits.max_pending:
+            waiters, self._waiters = self._waiters, None
+            self._wake(waiters)
+        if self._held is not None:
+            self._held.extend(batch.messages)
+        else:
+            self._hand_over(batch.messages)
+
+    def _drained_waiters(self) -> list[asyncio.Future[None]]:
+        drained, self._drained = self._drained, None
+        return [drained] if drained is not None else []
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _cursors_of_batch(self, last_seq: int) -> dict[str, str] | None:
         """The rooms' positions reached by the frames up to ``last_seq``, stored with them."""
@@ -237,19 +259,38 @@ class Session:
             cursors[room] = position
         return cursors
 
-    async def _hand_over(self, messages: list[Message]) -> None:
-        """Give stored frames to the outbound path in order, waiting for room in its queue
-        (its policy is ``block``, falling back to closing with 1013: never a dropped frame)."""
-        outbound = self.conn.outbound
-        for message in messages:
-            self.offered += 1
-            if self.conn.ended or self.conn.closing:
-                continue  # stored: the client gets it by resuming
+    def _hand_over(self, messages: list[Message]) -> None:
+        """Give stored frames to the outbound path in order; once its queue is full (its policy
+        is ``block``, falling back to closing with 1013: never a dropped frame), the rest wait
+        in ``_out`` for one task that awaits room."""
+        if self._handing is not None:
+            self._out.extend(messages)
+            return
+        outbound, conn = self.conn.outbound, self.conn
+        for index, message in enumerate(messages):
+            if conn.ended or conn.closing:
+                self.offered += len(messages) - index  # stored: the client gets them by resuming
+                return
             try:
                 if outbound.write_now(message) == SLOW:
-                    await outbound.send(message)
+                    self._out.extend(messages[index:])
+                    self._handing = asyncio.get_running_loop().create_task(self._hand_over_slowly())
+                    return
             except (OSError, RuntimeError):
-                continue  # the socket broke; the connection ends, the frames stay stored
+                pass  # the socket broke; the connection ends, the frames stay stored
+            self.offered += 1
+
+    async def _hand_over_slowly(self) -> None:
+        outbound, out = self.conn.outbound, self._out
+        try:
+            while out:
+                message = out.popleft()
+                if not (self.conn.ended or self.conn.closing):
+                    with contextlib.suppress(OSError, RuntimeError):  # the connection is ending
+                        await outbound.send(message)
+                self.offered += 1
+        finally:
+            self._handing = None
 
     def _keep_from(self, frames: list[bytes]) -> int:
         """Record the batch's sizes; return the oldest seq to keep under the history bounds."""
@@ -267,6 +308,8 @@ class Session:
     def _give_up(self, code: int, reason: str) -> None:
         self.detached = True
         self._pending.clear()
+        self._wake([*self._drained_waiters(), *(self._waiters or ())])
+        self._waiters = None
         self.conn.close(code, reason)
 
     # -- acknowledgements and renewal ----------------------------------------------------------
@@ -317,9 +360,10 @@ class Session:
     async def finish(self, *, ended_by_client: bool) -> None:
         """The socket is gone: store what is pending, then keep the session for the window,
         or forget it when the client closed it for good (close code 1000)."""
-        flusher = self._flusher
-        if flusher is not None:
-            await asyncio.wait([flusher])
+        if (self._pending or self._storing) and not self.detached:
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
         self.detached = True
         try:
             if ended_by_client:
@@ -349,7 +393,7 @@ class Session:
             message["asgi_ws"] = {"overflow": "block"}
             await send(message)
         held, self._held = self._held or [], None
-        await self._hand_over(held)
+        self._hand_over(held)
 
     # -- rooms -----------------------------------------------------------------------------------
 

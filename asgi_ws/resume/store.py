@@ -20,12 +20,35 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..brokers.base import position_key
+
 #: A stored frame: ``b"t"`` + UTF-8 text or ``b"b"`` + bytes.
 Frame = bytes
 
 
 def frame_of(message: Mapping[str, Any]) -> Frame:
-    """The stored form of a ``websocket.send`` message."""
+    """The stored form of a ``websocket.send`` message.
+
+    A room's fan-out offers one message object to every member: the last one converted is
+    remembered, so a broadcast to 5,000 resumable members encodes it once, not 5,000 times.
+    """
+    global _last_payload, _last_frame
+    payload = message.get("text")
+    if payload is None:
+        payload = message.get("bytes")
+    # The payload object itself (str and bytes are immutable; a dict may be reused and changed).
+    if payload is _last_payload and payload is not None and not isinstance(payload, (bytearray, memoryview)):
+        return _last_frame
+    frame = _last_frame = _frame_of(message)
+    _last_payload = payload  # kept alive: no other object can take its identity meanwhile
+    return frame
+
+
+_last_payload: Any = None
+_last_frame: Frame = b""
+
+
+def _frame_of(message: Mapping[str, Any]) -> Frame:
     text = message.get("text")
     if text is not None:
         return b"t" + str(text).encode("utf-8", "surrogatepass")
@@ -38,6 +61,11 @@ def message_of(frame: Frame) -> dict[str, Any]:
     if frame[:1] == b"t":
         return {"type": "websocket.send", "text": frame[1:].decode("utf-8", "surrogatepass")}
     return {"type": "websocket.send", "bytes": frame[1:]}
+
+
+#: The arguments of one :meth:`SessionStore.append`: session id, owner, first seq, frames,
+#: keep_from, ttl, cursors.
+Append = tuple[str, str, int, Sequence[bytes], int, float, "dict[str, str] | None"]
 
 
 @dataclass(slots=True)
@@ -83,6 +111,17 @@ class SessionStore(ABC):
         Returns False, storing nothing, when ``owner`` no longer owns the session (it was
         resumed elsewhere) or the session expired.
         """
+
+    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException]:
+        """Several :meth:`append` calls (of different sessions) at once, results in order; an
+        error of one is returned in its place. Stores with I/O make it one round trip."""
+        results: list[bool | BaseException] = []
+        for append in appends:
+            try:
+                results.append(await self.append(*append))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     async def read(self, session_id: str, after: int) -> list[Frame]:
@@ -171,7 +210,22 @@ class MemorySessionStore(SessionStore):
         record.expires_at = self.clock() + ttl
         return SessionState(record.identity, record.head, record.first, dict(record.rooms), dict(record.cursors))
 
+    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException]:
+        return [self._append(*append) for append in appends]  # no coroutine per session
+
     async def append(
+        self,
+        session_id: str,
+        owner: str,
+        first_seq: int,
+        frames: Sequence[Frame],
+        keep_from: int,
+        ttl: float,
+        cursors: dict[str, str] | None = None,
+    ) -> bool:
+        return self._append(session_id, owner, first_seq, frames, keep_from, ttl, cursors)
+
+    def _append(
         self,
         session_id: str,
         owner: str,
@@ -185,8 +239,7 @@ class MemorySessionStore(SessionStore):
         if record is None or record.owner != owner or first_seq != record.head + 1:
             return False
         record.frames.extend(frames)
-        if cursors:
-            record.cursors.update(cursors)
+        _advance(record.cursors, cursors)
         _trim(record, keep_from)
         record.expires_at = self.clock() + ttl
         return True
@@ -213,8 +266,7 @@ class MemorySessionStore(SessionStore):
         _trim(record, keep_from)
         if rooms is not None:
             record.rooms = dict(rooms)
-        if cursors:
-            record.cursors.update(cursors)
+        _advance(record.cursors, cursors)
         record.expires_at = self.clock() + ttl
         return True
 
@@ -222,6 +274,14 @@ class MemorySessionStore(SessionStore):
         record = self._records.get(session_id)
         if record is not None and record.owner == owner:
             del self._records[session_id]
+
+
+def _advance(cursors: dict[str, str], updates: dict[str, str] | None) -> None:
+    """Move the rooms' cursors forward only (a touch may carry older ones than an append)."""
+    for room, position in (updates or {}).items():
+        current = cursors.get(room)
+        if current is None or position_key(position) > position_key(current):
+            cursors[room] = position
 
 
 def _trim(record: _Record, keep_from: int) -> None:
@@ -251,4 +311,13 @@ def store_from_url(url: str) -> SessionStore:
     raise ConfigurationError(f"unknown session store URL scheme {scheme!r}: use memory:// or redis://")
 
 
-__all__ = ["Frame", "MemorySessionStore", "SessionState", "SessionStore", "frame_of", "message_of", "store_from_url"]
+__all__ = [
+    "Append",
+    "Frame",
+    "MemorySessionStore",
+    "SessionState",
+    "SessionStore",
+    "frame_of",
+    "message_of",
+    "store_from_url",
+]

@@ -14,12 +14,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asgi_ws import BackpressureMiddleware, Rooms
+from asgi_ws import BackpressureMiddleware, ResumeMiddleware, Rooms
 
 from ._common import GROUP, message
 
 
-def make_app(broker: str) -> Starlette:
+def make_app(broker: str, session_store: str | None = None) -> Starlette:
+    """``session_store``: members are resumable sessions (ResumeMiddleware on that store)."""
     rooms = Rooms(broker)
 
     @asynccontextmanager
@@ -45,9 +46,13 @@ def make_app(broker: str) -> Starlette:
         handed = await rooms.publish(GROUP, msg)
         return PlainTextResponse(f"{handed} {time.perf_counter() - start:.6f}")
 
+    middleware = [Middleware(BackpressureMiddleware, max_messages=1000, policy="drop_oldest")]
+    if session_store is not None:  # a long window: no token renewal frames during the run
+        resume = Middleware(ResumeMiddleware, secret_keys=["fanout-key"], store=session_store, rooms=rooms, window=3600)
+        middleware.insert(0, resume)
     app = Starlette(
         routes=[WebSocketRoute("/ws", member), Route("/count", count), Route("/trigger", trigger)],
-        middleware=[Middleware(BackpressureMiddleware, max_messages=1000, policy="drop_oldest")],
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.rooms = rooms

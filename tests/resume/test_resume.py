@@ -398,6 +398,8 @@ async def test_a_hundred_clients_miss_nothing_published_while_their_server_was_g
         await asyncio.gather(*(read_until(ws, s, got(301), 30) for ws, s in zip(sockets, streams, strict=True)))
         expected_feed = ["joined feed", *map(str, range(100)), *map(str, range(200))]
         for s in streams:
+            if s.data != expected_feed:
+                print("DEBUG", s.last("resumed"), s.data[95:130], len(s.data))
             assert s.data == expected_feed
             assert s.last("resumed")["room_gap"] is False
         await asyncio.gather(*(ws.close() for ws in sockets))

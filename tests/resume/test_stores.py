@@ -87,3 +87,42 @@ async def test_binary_and_text_frames_round_trip(store: SessionStore) -> None:
     await store.create("s", "o", None, 60)
     assert await store.append("s", "o", 1, [frame_of(m) for m in messages], 1, 60)
     assert [message_of(f) for f in await store.read("s", 0)] == messages
+
+
+async def test_a_rooms_cursor_only_moves_forward(store: SessionStore) -> None:
+    """A touch sent while an append was in flight carries an older cursor: it must not win."""
+    await store.create("s", "o", None, 60)
+    assert await store.append("s", "o", 1, frames(1, 3), 1, 60, {"feed": "1700000000000-5"})
+    assert await store.touch("s", "o", 1, 60, None, {"feed": "1700000000000-2", "other": "0-1"})
+    assert await store.append("s", "o", 3, frames(3, 4), 1, 60, {"feed": "1700000000001-0"})
+    state = await store.claim("s", "o", 60)
+    assert state is not None and state.cursors == {"feed": "1700000000001-0", "other": "0-1"}
+
+
+async def test_many_sessions_are_stored_in_one_call(store: SessionStore) -> None:
+    for i in range(3):
+        await store.create(f"s{i}", "o", None, 60)
+    results = await store.append_many(
+        [
+            ("s0", "o", 1, frames(1, 3), 1, 60.0, None),
+            ("s1", "intruder", 1, frames(1, 2), 1, 60.0, None),  # not the owner: refused alone
+            ("s2", "o", 1, frames(1, 4), 1, 60.0, {"r": "0-3"}),
+        ]
+    )
+    assert list(results) == [True, False, True]
+    assert await store.read("s0", 0) == frames(1, 3) and await store.read("s1", 0) == []
+    assert await store.read("s2", 1) == frames(2, 4)
+
+
+def test_frames_follow_a_reused_and_changed_message_dict() -> None:
+    from asgi_ws.resume.store import frame_of
+
+    message: dict[str, object] = {"type": "websocket.send", "text": "one"}
+    assert frame_of(message) == b"tone"
+    message["text"] = "two"  # an application reusing its dict
+    assert frame_of(message) == b"ttwo"
+    message.pop("text")
+    message["bytes"] = bytearray(b"x")
+    assert frame_of(message) == b"bx"
+    message["bytes"][0] = ord("y")  # type: ignore[index]  # mutable payloads are never remembered
+    assert frame_of(message) == b"by"
