@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session import Session, _Batch
     from .store import SessionStore
 
 logger = logging.getLogger("asgi_ws.resume")
@@ -38,26 +39,49 @@ class SessionFlusher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def _start_round(self) -> tuple[list[tuple[Session, _Batch]], asyncio.Task[Sequence[bool | BaseException]]] | None:
+        """Take the marked sessions' batches and start storing them, or None when nothing is pending."""
+        while self._dirty:
+            sessions, self._dirty = list(self._dirty), {}
+            taken = [(session, batch) for session in sessions if (batch := session.take()) is not None]
+            if taken:
+                appends = [batch.append for _, batch in taken]
+                return taken, asyncio.get_running_loop().create_task(self.store.append_many(appends))
+        return None
+
     async def _run(self) -> None:
+        """Rounds: await the store, settle each session, start the next round's store call, then
+        hand the stored frames to the sockets while that call travels."""
+        round_ = self._start_round()
         try:
-            while self._dirty:
-                sessions, self._dirty = list(self._dirty), {}
-                batches = [(session, session.take()) for session in sessions]
-                taken = [(session, batch) for session, batch in batches if batch is not None]
-                if not taken:
-                    continue
+            while round_ is not None:
+                taken, storing = round_
                 try:
-                    results: list[bool | BaseException] = list(
-                        await self.store.append_many([batch.append for _, batch in taken])
-                    )
+                    results: list[bool | BaseException] = list(await storing)
                 except Exception as exc:  # the store's own errors (redis-py, OSError)
                     results = [exc] * len(taken)
+                handovers = []
                 for (session, batch), result in zip(taken, results, strict=True):
                     try:
-                        session.stored_batch(batch, result)
+                        messages = session.stored_batch(batch, result)
                     except Exception:  # one session's bug must not stop the others' frames
+                        logger.exception("session %s: settling stored frames failed", session.id)
+                        continue
+                    if messages:
+                        handovers.append((session, messages))
+                round_ = self._start_round()
+                if round_ is not None:
+                    await asyncio.sleep(0)  # let the next store call write its command
+                for session, messages in handovers:
+                    try:
+                        session.hand_over(messages)
+                    except Exception:
                         logger.exception("session %s: handing stored frames over failed", session.id)
+                if round_ is None:
+                    round_ = self._start_round()  # frames numbered during the hand-overs
         finally:
+            if round_ is not None and not round_[1].done():
+                round_[1].cancel()
             self._task = None
             if self._dirty:  # marked while we were finishing (cancellation aside)
                 self._task = asyncio.get_running_loop().create_task(self._run())

@@ -210,17 +210,17 @@ class Session:
         self._storing = True
         return _Batch(batch, cursors, append)
 
-    def stored_batch(self, batch: _Batch, result: bool | BaseException) -> None:
+    def stored_batch(self, batch: _Batch, result: bool | BaseException) -> list[Message] | None:
         """The flusher stored ``batch`` (``True``), was refused (the session was claimed
-        elsewhere) or failed; hand the frames to the socket, in order."""
+        elsewhere) or failed; returns the frames to :meth:`hand_over` now, if any."""
         self._storing = False
         if isinstance(result, BaseException):
             logger.error("session %s: could not store outgoing messages (%s): closing", self.id, result)
             self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
-            return
+            return None
         if not result:
             self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
-            return
+            return None
         self.stored += len(batch.messages)
         if batch.cursors:
             self.cursors.update(batch.cursors)
@@ -235,8 +235,8 @@ class Session:
             self._wake(waiters)
         if self._held is not None:
             self._held.extend(batch.messages)
-        else:
-            self._hand_over(batch.messages)
+            return None
+        return batch.messages
 
     def _drained_waiters(self) -> list[asyncio.Future[None]]:
         drained, self._drained = self._drained, None
@@ -259,7 +259,7 @@ class Session:
             cursors[room] = position
         return cursors
 
-    def _hand_over(self, messages: list[Message]) -> None:
+    def hand_over(self, messages: list[Message]) -> None:
         """Give stored frames to the outbound path in order; once its queue is full (its policy
         is ``block``, falling back to closing with 1013: never a dropped frame), the rest wait
         in ``_out`` for one task that awaits room."""
@@ -393,7 +393,7 @@ class Session:
             message["asgi_ws"] = {"overflow": "block"}
             await send(message)
         held, self._held = self._held or [], None
-        self._hand_over(held)
+        self.hand_over(held)
 
     # -- rooms -----------------------------------------------------------------------------------
 
