@@ -14,6 +14,12 @@ from .types import Scope
 NAMESPACE = "asgi_ws"
 
 
+def user_identity(scope: Scope) -> Any:
+    """The ``identity`` of an authenticated ``scope["user"]`` (AuthMiddleware's user), else None."""
+    user = scope.get("user")
+    return getattr(user, "identity", None) if getattr(user, "is_authenticated", False) else None
+
+
 def header_values(scope: Scope, name: bytes) -> list[str]:
     """Return every value of header ``name`` (lower-case bytes) in arrival order, latin-1 decoded."""
     return [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]

@@ -12,7 +12,6 @@ authenticates as somebody else is refused here (``identity_mismatch``).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import uuid
@@ -20,14 +19,14 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from .._scope import namespace, query_param
+from .._scope import namespace, query_param, user_identity
 from ..close_codes import CloseCode
 from ..connection import Connection, attach_session
 from ..exceptions import ConfigurationError
 from ..outbound import QueueLimits
 from ..protocol import field
 from ..resume.flusher import SessionFlusher
-from ..resume.session import Session, SessionLimits, session_of
+from ..resume.session import Session, SessionLimits, session_of, spawn
 from ..resume.store import SessionStore, store_from_url
 from ..resume.tokens import ResumeRefused, TokenSigner
 from ..types import ASGIApp, Message, Receive, Scope, Send
@@ -83,8 +82,7 @@ class ResumeMiddleware:
         self.signer = TokenSigner(secret_keys, salt=salt, max_age=window)
         self.limits = SessionLimits(window, max_messages, max_bytes, max_pending)
         self.rooms = rooms
-        self._blocking: dict[int, QueueLimits] = {}  # id(limits) -> its blocking twin
-        self._keep: list[QueueLimits] = []  # the keys' objects, so their ids stay unique
+        self._blocking: dict[QueueLimits, QueueLimits] = {}  # limits -> their blocking twin
         self.queue_limits = self.blocking(
             queue_limits or QueueLimits(max_messages=1000, max_bytes=4 * 1024 * 1024, policy="block")
         )
@@ -111,12 +109,11 @@ class ResumeMiddleware:
         """``limits`` with the ``block`` policy (falling back to ``close``): stored frames are never dropped."""
         if limits.policy == "block" and limits.fallback == "close":
             return limits
-        found = self._blocking.get(id(limits))
+        found = self._blocking.get(limits)
         if found is None:
             found = dataclasses.replace(limits, policy="block", fallback="close")
             if len(self._blocking) < 64:  # one per BackpressureMiddleware configuration in practice
-                self._blocking[id(limits)] = found
-                self._keep.append(limits)
+                self._blocking[limits] = found
         return found
 
     async def close(self) -> None:
@@ -185,7 +182,8 @@ class _SessionHandshake:
 
     async def _open(self) -> Session:
         mw, conn = self.mw, self.conn
-        identity = _identity(conn.scope)
+        identity = user_identity(conn.scope)
+        identity = str(identity) if identity is not None else None
         owner = uuid.uuid4().hex
         if self.request != "new":
             try:
@@ -297,14 +295,6 @@ class _SessionHandshake:
         return gap
 
 
-def _identity(scope: Scope) -> str | None:
-    user = scope.get("user")
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    identity = getattr(user, "identity", None)
-    return str(identity) if identity is not None else None
-
-
 def _ack(conn: Connection, message: dict[str, Any]) -> None:
     seq = field(message, "seq", int)
     session = session_of(conn)
@@ -316,15 +306,10 @@ def _schedule_renewal(conn: Connection, session: Session, interval: float) -> No
     def renew() -> None:
         if conn.ended or session.detached:
             return
-        task = asyncio.get_running_loop().create_task(session.renew())
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
+        spawn(session.renew())
         conn.call_later(interval, renew)
 
     conn.call_later(interval, renew)
-
-
-_TASKS: set[asyncio.Task[Any]] = set()
 
 
 async def _finish(handshake: _SessionHandshake, session: Session) -> None:
@@ -335,9 +320,7 @@ async def _finish(handshake: _SessionHandshake, session: Session) -> None:
 
 def _finish_later(handshake: _SessionHandshake, session: Session) -> None:
     # Runs after the receive wrapper has seen the client's close code, which follows this hook.
-    task = asyncio.get_running_loop().create_task(_finish(handshake, session))
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
+    spawn(_finish(handshake, session))
 
 
 __all__ = ["RESUME_PARAM", "SEQ_PARAM", "ResumeMiddleware"]

@@ -203,17 +203,16 @@ class RedisSessionStore(SessionStore):
         ttl: float,
         cursors: dict[str, str] | None = None,
     ) -> bool:
-        args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), len(frames), _pack(frames)]
-        return bool(await self._append(keys=self._keys(session_id), args=args))
+        append = (session_id, owner, first_seq, frames, keep_from, ttl, cursors)
+        return bool(await self._append(keys=self._keys(session_id), args=_append_args(append)))
 
     async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException]:
         """Every append in one pipeline (each still one atomic script): one round trip."""
         if len(appends) == 1:
             return [await self.append(*appends[0])]
         pipe = self._redis.pipeline(transaction=False)
-        for session_id, owner, first_seq, frames, keep_from, ttl, cursors in appends:
-            args: list[Any] = [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), len(frames), _pack(frames)]
-            await self._append(keys=self._keys(session_id), args=args, client=pipe)
+        for append in appends:
+            await self._append(keys=self._keys(append[0]), args=_append_args(append), client=pipe)
         results = await pipe.execute(raise_on_error=False)
         return [r if isinstance(r, BaseException) else bool(r) for r in results]
 
@@ -240,6 +239,12 @@ class RedisSessionStore(SessionStore):
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _append_args(append: Append) -> list[Any]:
+    """The ARGV of the append script for one :data:`~asgi_ws.resume.store.Append`."""
+    _, owner, first_seq, frames, keep_from, ttl, cursors = append
+    return [owner, _ms(ttl), keep_from, first_seq, *_pairs(cursors), len(frames), _pack(frames)]
 
 
 def _pairs(cursors: dict[str, str] | None) -> list[Any]:

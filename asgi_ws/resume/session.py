@@ -21,7 +21,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import position_key
@@ -76,7 +76,6 @@ class Session:
 
     __slots__ = (
         "__weakref__",
-        "_acked",
         "_drained",
         "_filled",
         "_handing",
@@ -132,7 +131,6 @@ class Session:
         self.seq = self.stored = self.offered = seq
         self.rooms: dict[str, str] = {}
         self.detached = False
-        self._acked = seq
         self._pending: list[Message] = []
         self._retained: collections.deque[int] = collections.deque()  # sizes of stored, unacked frames
         self._retained_bytes = 0
@@ -321,7 +319,6 @@ class Session:
         while retained and first <= seq:
             self._retained_bytes -= retained.popleft()
             first += 1
-        self._acked = max(self._acked, seq)
 
     def keep_from(self) -> int:
         return self.stored + 1 - len(self._retained)
@@ -445,9 +442,7 @@ class Session:
             self._save_rooms()
 
     def _save_rooms(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._touch_rooms())
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
+        spawn(self._touch_rooms())
 
     async def _touch_rooms(self) -> None:
         try:
@@ -459,6 +454,14 @@ class Session:
 _TASKS: set[asyncio.Task[Any]] = set()
 
 
+def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` in the background, keeping a reference until it is done (store writes a
+    connection's end or a timer starts, which nobody awaits)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
 def session_of(conn: Connection) -> Session | None:
     """The resumable session of ``conn``, if it has one."""
     extras = conn._extras
@@ -466,4 +469,4 @@ def session_of(conn: Connection) -> Session | None:
     return session if isinstance(session, Session) else None
 
 
-__all__ = ["MAX_BATCH", "Session", "SessionLimits", "session_of"]
+__all__ = ["MAX_BATCH", "Session", "SessionLimits", "session_of", "spawn"]

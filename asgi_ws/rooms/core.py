@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .._scope import user_identity
 from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
 from ..connection import Connection, connection_of
 from ..exceptions import ConfigurationError, PermissionDenied
@@ -421,8 +422,7 @@ class Rooms:
         if entry is None:
             if conn.outbound.limits is None:
                 conn.outbound.configure(self.default_limits, self.totals)
-            user = conn.scope.get("user")
-            identity = getattr(user, "identity", None) if getattr(user, "is_authenticated", False) else None
+            identity = user_identity(conn.scope)
             entry = self._members[conn] = _Member(conn, f"{self.node}.{next(self._ids)}", identity)
             self._by_id[entry.id] = entry
             conn.on_end(lambda: self._forget_and_sync(entry))
