@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .exceptions import ConfigurationError
+
 
 class CloseCode(IntEnum):
     """Close codes sent or understood by asgi_ws."""
@@ -32,6 +34,7 @@ class CloseCode(IntEnum):
     # asgi_ws application codes (4000 + nearest HTTP status).
     CREDENTIALS_EXPIRED = 4401  # the handshake credentials' expiry passed on a live connection
     CREDENTIALS_REVOKED = 4403  # the credentials were revoked or no longer grant access
+    SESSION_LOST = 4404  # the session store no longer has the session (flushed, evicted): start a new one
     HEARTBEAT_TIMEOUT = 4408  # no pong within the heartbeat timeout
     SESSION_REPLACED = 4409  # the same session was resumed on another socket
     IDLE_TIMEOUT = 4410  # no message in either direction within idle_timeout
@@ -40,6 +43,32 @@ class CloseCode(IntEnum):
 def is_library_code(code: int) -> bool:
     """Return True for a code in the application range 4000-4999 that asgi_ws defines."""
     return 4000 <= code <= 4999 and code in CloseCode._value2member_map_
+
+
+#: Codes below 3000 that an endpoint may put in a close frame and a peer accepts (RFC 6455
+#: section 7.4.1 and the IANA registry). 1005, 1006 and 1015 are never sent on the wire; 1004
+#: is reserved; 1010 is for clients only.
+SENDABLE_PROTOCOL_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
+
+
+def is_sendable(code: int) -> bool:
+    """Return True when a server may send ``code`` in a close frame and every peer accepts it."""
+    return code in SENDABLE_PROTOCOL_CODES or 3000 <= code <= 4999
+
+
+def check_close_code(code: object, name: str = "close_code") -> int:
+    """Return ``code`` as an int when the library may send it; raise ConfigurationError otherwise.
+
+    Every option naming a close code the library will send is checked here, at construction.
+    """
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise ConfigurationError(f"{name} must be an int close code, not {code!r}")
+    if not is_sendable(code):
+        raise ConfigurationError(
+            f"{name}={int(code)} cannot be sent in a close frame: use 1000, 1001, 1008, 1009, 1011-1013 or "
+            "an application code in 3000-4999 (1005, 1006 and 1015 are never sent on the wire)"
+        )
+    return int(code)
 
 
 MAX_REASON_BYTES = 123
@@ -53,4 +82,12 @@ def truncate_reason(reason: str) -> str:
     return encoded[:MAX_REASON_BYTES].decode("utf-8", errors="ignore")
 
 
-__all__ = ["MAX_REASON_BYTES", "CloseCode", "is_library_code", "truncate_reason"]
+__all__ = [
+    "MAX_REASON_BYTES",
+    "SENDABLE_PROTOCOL_CODES",
+    "CloseCode",
+    "check_close_code",
+    "is_library_code",
+    "is_sendable",
+    "truncate_reason",
+]

@@ -260,9 +260,12 @@ class Connection:
         )
         self.outbound.close(self.close_code, self.close_reason)
         receiver = self._receiver
-        if receiver is not None and not receiver.done():
-            # The application waits in receive(): wake it with the disconnect now rather
-            # than when (or if) the server reports the close.
+        if receiver is not None and not receiver.done() and receiver is not _current_task(self._loop):
+            # The application waits in receive() in another task: wake it with the disconnect
+            # now rather than when (or if) the server reports the close. A close made inside
+            # receive() itself (a limit, a control message) is seen by the receive loop when
+            # the call returns: cancelling our own task would cancel the application's next
+            # await, and with it its clean-up.
             self._interrupting = True
             receiver.cancel()
 
@@ -273,8 +276,7 @@ class Connection:
 
     async def receive(self) -> Message:
         if self.close_code is not None:
-            self._end()
-            return self._disconnect()
+            return self._library_disconnect()
         task = self._receiver = _current_task(self._loop)
         try:
             while True:
@@ -298,27 +300,32 @@ class Connection:
                         if verdict == DROP:
                             continue
                         if verdict == CLOSE:  # the limiter closed the connection
-                            self._end()
-                            return self._disconnect()
+                            return self._library_disconnect()
                         await asyncio.sleep(verdict)  # DELAY: hold the message back
                 text = message.get("text")
                 if text is not None and self._control is not None and text.startswith(PREFIX):
                     await self._control.handle(text)
+                    if self.close_code is not None:  # the message's handling closed the connection
+                        return self._library_disconnect()
                     continue
                 if self.track_activity:
                     self.last_activity = self.time()  # control messages are not activity
                 return message
         except asyncio.CancelledError:
-            if self._interrupting and task is not None:
-                self._interrupting = False
-                uncancel = getattr(task, "uncancel", None)
-                if uncancel is not None:
-                    uncancel()
-                self._end()
-                return self._disconnect()
-            raise
+            if not self._interrupting or task is None:
+                raise
+            self._interrupting = False
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None and uncancel() > 0:
+                raise  # cancelled from outside as well (the server is stopping the app): honour it
+            return self._library_disconnect()
         finally:
             self._receiver = None
+
+    def _library_disconnect(self) -> Message:
+        """End the connection on the application's side: the disconnect of the library's close."""
+        self._end()
+        return self._disconnect()
 
     def send(self, message: Message) -> Awaitable[None]:
         """The application's ``send``: returns an awaitable, as ASGI requires.

@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .close_codes import CloseCode
+from .close_codes import CloseCode, check_close_code
 from .exceptions import ConfigurationError
 from .types import Message, Send
 
@@ -94,8 +94,7 @@ class QueueLimits:
             raise ConfigurationError("policy='conflate' needs conflate_key=callable(message) -> key")
         if self.block_timeout <= 0:
             raise ConfigurationError("block_timeout must be positive")
-        if not 1000 <= int(self.close_code) <= 4999:
-            raise ConfigurationError("close_code must be a WebSocket close code (1000-4999)")
+        check_close_code(self.close_code)
 
 
 class OutboundTotals:
@@ -318,6 +317,10 @@ class Outbound:
         size = message_size(message)
         if policy == "block" and not self._fits(size):
             policy = await self._wait_for_room(size, limits)
+            if self.failed is not None:
+                raise self.failed
+            if self._closed:  # a close (ours or the application's) went out while this send waited
+                raise RuntimeError("the connection is closing")
             if self._writer is None:  # the backlog drained while we waited
                 self._start(message, raise_errors=True)
                 return
@@ -439,10 +442,15 @@ class Outbound:
             if self._control:
                 self._kick()
             return True
-        except (OSError, RuntimeError) as exc:
-            self._fail(exc)
-            if raise_errors:
+        except Exception as exc:
+            if raise_errors:  # the application's own send: its error is its own, as from the server
+                if isinstance(exc, (OSError, RuntimeError)):
+                    self._fail(exc)
                 raise
+            # The library's messages and fan-out offers: whatever the server raised (a peer
+            # gone, a protocol state error), this connection's writes are over, and no error
+            # reaches the timer or the broadcast loop that asked.
+            self._fail(exc)
             return False
         self._hand_to_writer(coro, yielded, _Entry(message, 0, app=app))
         return True
@@ -482,7 +490,7 @@ class Outbound:
                 self._written(entry)
         except asyncio.CancelledError:
             raise
-        except (OSError, RuntimeError) as exc:
+        except Exception as exc:  # nobody awaits the writer: the error ends this connection's writes
             self._fail(exc)
 
     def _written(self, entry: _Entry) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..close_codes import CloseCode
+from ..close_codes import CloseCode, check_close_code
 from ..connection import Connection, attach_session
 from ..exceptions import ConfigurationError
 from ..protocol import field
@@ -33,22 +33,20 @@ class HeartbeatPolicy:
     Args:
         interval: seconds without an inbound message before the server pings (opted-in
             clients only); None: never ping.
-        timeout: seconds a pinged client has to show a sign of life.
+        timeout: seconds a pinged client has to show a sign of life; None: pings go out
+            every interval and a missing answer closes nothing.
         idle_timeout: seconds without any message either way before the connection is
             closed; None: never. Heartbeat pings and pongs do not count as messages.
     """
 
     interval: float | None = 20.0
-    timeout: float = 20.0
+    timeout: float | None = 20.0
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if self.interval is not None and self.interval <= 0:
-            raise ConfigurationError("interval must be positive seconds, or None to never ping")
-        if self.timeout <= 0:
-            raise ConfigurationError("timeout must be positive seconds")
-        if self.idle_timeout is not None and self.idle_timeout <= 0:
-            raise ConfigurationError("idle_timeout must be positive seconds, or None")
+        _check_seconds("interval", self.interval, "None to never ping")
+        _check_seconds("timeout", self.timeout, "None to ping without ever closing")
+        _check_seconds("idle_timeout", self.idle_timeout, "None to never close idle connections")
 
     def step(
         self,
@@ -72,17 +70,28 @@ class HeartbeatPolicy:
                 return "idle", None
             deadlines.append(idle_at)
         if opted_in and self.interval is not None:
-            if ping_sent_at is not None and last_inbound < ping_sent_at:
+            unanswered = ping_sent_at is not None and last_inbound < ping_sent_at
+            if unanswered and self.timeout is not None:
+                assert ping_sent_at is not None
                 expires_at = ping_sent_at + self.timeout
                 if now >= expires_at:
                     return "timeout", None
                 deadlines.append(expires_at)
             else:
-                ping_at = last_inbound + self.interval
+                # Without a timeout an unanswered ping is followed by the next one an interval
+                # later: the pings keep proxies from closing the connection, nothing more.
+                ping_at = (ping_sent_at if unanswered else last_inbound) + self.interval  # type: ignore[operator]
                 if now >= ping_at:
-                    return "ping", min([now + self.timeout, *deadlines])
+                    return "ping", min([now + (self.timeout or self.interval), *deadlines])
                 deadlines.append(ping_at)
         return "wait", min(deadlines) if deadlines else None
+
+
+def _check_seconds(name: str, value: float | None, none_means: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, or {none_means}; got {value!r}")
 
 
 class _Heartbeat:
@@ -104,30 +113,33 @@ class _Heartbeat:
         self.check()
 
     def check(self) -> None:
+        """Decide, act, and re-arm: until the connection closes, a heartbeat always has a live
+        timer, whatever sending the ping did (a failed write is the connection's to report)."""
         conn = self.conn
         if conn.ended or conn.closing:
             return
+        now = conn.time()
         router = conn.control
         action, next_at = self.policy.step(
-            conn.time(),
+            now,
             opted_in=router.opted_in,
             last_inbound=conn.last_inbound,
             last_activity=conn.last_activity,
             ping_sent_at=self.ping_sent_at,
         )
-        if action == "ping":
-            self.ping_sent_at = conn.time()
-            router.send("ping", {"id": self.next_id})
-            self.next_id += 1
-        elif action == "timeout":
+        if action == "timeout":
             conn.close(self.close_codes[0], "heartbeat timeout")
-            return
         elif action == "idle":
             conn.close(self.close_codes[1], "idle timeout")
+        if conn.closing:
             return
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = None if next_at is None else conn.call_later(max(0.0, next_at - conn.time()), self.check)
+        self.timer = None if next_at is None else conn.call_later(max(0.0, next_at - now), self.check)
+        if action == "ping":  # armed first: the ping's deadline stands even if writing it fails
+            self.ping_sent_at = now
+            self.next_id += 1
+            router.send("ping", {"id": self.next_id - 1})
 
 
 def _on_ping(conn: Connection, message: dict[str, Any]) -> None:
@@ -152,7 +164,8 @@ class HeartbeatMiddleware:
         interval: seconds of silence from an opted-in client before the server pings it
             (default 20). None: never ping (client pings are still answered).
         timeout: seconds a pinged client has to answer (default 20); then the connection
-            is closed with 4408 ``heartbeat timeout``.
+            is closed with 4408 ``heartbeat timeout``. None: never close for a missing answer
+            (the pings only keep proxies from closing idle connections).
         idle_timeout: seconds without any application message either way before the
             connection is closed with 4410 ``idle timeout`` (default None: never). Applies
             to every client, including those that never speak the control protocol.
@@ -167,14 +180,14 @@ class HeartbeatMiddleware:
         app: ASGIApp,
         *,
         interval: float | None = 20.0,
-        timeout: float = 20.0,
+        timeout: float | None = 20.0,
         idle_timeout: float | None = None,
         close_code: int = CloseCode.HEARTBEAT_TIMEOUT,
         idle_close_code: int = CloseCode.IDLE_TIMEOUT,
     ) -> None:
         self.app = app
         self.policy = HeartbeatPolicy(interval, timeout, idle_timeout)
-        self.close_codes = (int(close_code), int(idle_close_code))
+        self.close_codes = (check_close_code(close_code), check_close_code(idle_close_code, "idle_close_code"))
         # Announced in every welcome: built once, shared by every connection.
         self.announcement = {"interval": interval, "timeout": timeout}
 
