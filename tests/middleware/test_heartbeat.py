@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
 
 from asgi_ws import CloseCode, ConfigurationError, HeartbeatMiddleware, connection_of
@@ -47,10 +50,44 @@ def test_policy_ignores_clients_that_did_not_opt_in_but_applies_idle_timeout() -
     ) == ("wait", 3)
 
 
-@pytest.mark.parametrize("kwargs", [{"interval": 0}, {"timeout": 0}, {"idle_timeout": -1}, {"interval": -5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"interval": 0},
+        {"timeout": 0},
+        {"idle_timeout": -1},
+        {"interval": -5},
+        {"interval": float("nan")},
+        {"timeout": float("inf")},
+        {"interval": "20"},
+        {"timeout": True},
+    ],
+)
 def test_policy_validates(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         HeartbeatPolicy(**kwargs)
+
+
+def test_without_a_timeout_pings_keep_coming_and_nothing_closes() -> None:
+    policy = HeartbeatPolicy(interval=10, timeout=None)
+    step = lambda now, **kw: policy.step(now, opted_in=True, last_activity=0, **kw)  # noqa: E731
+    assert step(10, last_inbound=0, ping_sent_at=None) == ("ping", 20)
+    assert step(15, last_inbound=0, ping_sent_at=10) == ("wait", 20)
+    assert step(20, last_inbound=0, ping_sent_at=10) == ("ping", 30)  # unanswered: ping again, never close
+    assert step(25, last_inbound=21, ping_sent_at=20) == ("wait", 31)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"close_code": 1006}, {"close_code": 1005}, {"idle_close_code": 1015}, {"close_code": 5000}]
+)
+def test_close_codes_a_peer_cannot_receive_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="close"):
+        HeartbeatMiddleware(echo_app(), **kwargs)
+
+
+def test_timeout_none_is_accepted() -> None:
+    middleware = HeartbeatMiddleware(echo_app(), interval=5, timeout=None)
+    assert middleware.announcement == {"interval": 5, "timeout": None}
 
 
 # -- in memory ----------------------------------------------------------------------------
@@ -117,6 +154,82 @@ async def test_the_close_reaches_an_app_blocked_in_receive_even_if_the_frame_can
         await probe.wait_ended(5)
         assert probe.disconnects[0]["code"] == 4408
         ws.writable.set()
+
+
+class _FailingPings(Harness):
+    """A server whose write of the first ``fail`` pings raises (a protocol-state error, not an OSError)."""
+
+    def __init__(self, app: Any, fail: int) -> None:
+        super().__init__(app)
+        self.fail = fail
+
+    async def _send(self, message: Message) -> None:
+        if self.fail and message.get("text", "").startswith('{"$ws":"ping"'):
+            self.fail -= 1
+            raise ValueError("the server could not write the frame")
+        await super()._send(message)
+
+
+async def test_a_ping_whose_write_failed_still_times_out_the_dead_peer() -> None:
+    probe = Probe()
+    async with _FailingPings(HeartbeatMiddleware(echo_app(probe), interval=0.05, timeout=0.1), fail=1) as ws:
+        await ws.next_text()
+        ws.send_json({"$ws": "hello", "v": 1})
+        await ws.next_json()  # welcome; the first ping's write fails, and the peer never answers
+        await probe.wait_ended(5)
+    assert probe.disconnects[0]["code"] == 4408
+
+
+def _tolerant(app: Any) -> Any:
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(ValueError):  # its send raised the server's write error, as the server would
+            await app(scope, receive, send)
+
+    return run
+
+
+def _live_timer(scope: Scope) -> bool:
+    conn = connection_of(scope)
+    assert conn is not None
+    timer = conn.heartbeat.timer
+    return conn.closing or conn.ended or (timer is not None and not timer.cancelled)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.sampled_from(["pong", "pong_wrong_id", "pong_bad_type", "ping", "data", "hello_again", "wait", "fail_ping"]),
+        max_size=8,
+    )
+)
+def test_a_heartbeat_has_a_live_timer_until_its_connection_closes(actions: list[str]) -> None:
+    async def run() -> None:
+        probe = Probe()  # the echo app's sends after a failed write raise: it ends, which is fine here
+        harness = _FailingPings(HeartbeatMiddleware(_tolerant(echo_app(probe)), interval=0.02, timeout=0.2), fail=0)
+        async with harness as ws:
+            await ws.next_text()
+            ws.send_json({"$ws": "hello", "v": 1})
+            await ws.next_json()
+            for action in actions:
+                if action == "fail_ping":
+                    ws.fail += 1
+                elif action == "wait":  # long enough for a ping to fire (timers run in 50 ms slices)
+                    await asyncio.sleep(0.12)
+                elif action == "data":
+                    ws.send_text("x")
+                else:
+                    message = {
+                        "pong": {"$ws": "pong", "id": 1},
+                        "pong_wrong_id": {"$ws": "pong", "id": 999},
+                        "pong_bad_type": {"$ws": "pong", "id": "one"},
+                        "ping": {"$ws": "ping", "id": 5},
+                        "hello_again": {"$ws": "hello", "v": 1},
+                    }[action]
+                    ws.send_json(message)
+                await asyncio.sleep(0.005)
+                assert _live_timer(ws.scope), f"no live heartbeat timer after {action!r}"
+
+    asyncio.run(run())
 
 
 async def test_ten_thousand_idle_connections_are_heap_entries_not_tasks() -> None:
