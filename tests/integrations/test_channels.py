@@ -5,17 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import django
-from django.conf import settings
+from tests.support.django import setup
 
-if not settings.configured:
-    settings.configure(
-        INSTALLED_APPS=["channels"],
-        SECRET_KEY="test-only-0123456789",
-        USE_TZ=True,
-        DATABASES={},
-    )
-    django.setup()
+setup()
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import ProtocolTypeRouter, URLRouter
