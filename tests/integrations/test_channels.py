@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.support.django import setup
-
-setup()
-
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.testing import WebsocketCommunicator
