@@ -35,6 +35,16 @@ def header(scope: Scope, name: bytes) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
+def query_name(key: str) -> str:
+    """Return the parameter name a raw query-string ``key`` stands for (``%xx`` and ``+`` decoded).
+
+    :func:`query_param` and the log filter (:class:`asgi_ws.log.RedactQueryParams`) both name
+    parameters with this function, so a parameter that authenticates is one the filter masks,
+    however its name is spelt: ``%74oken``, ``t%6Fken`` and ``t%6fken`` all name ``token``.
+    """
+    return unquote_plus(key) if "%" in key or "+" in key else key
+
+
 def query_param(scope: Scope, name: str) -> str | None:
     """Return the first value of query parameter ``name``, or None."""
     raw = scope.get("query_string", b"")
@@ -43,7 +53,7 @@ def query_param(scope: Scope, name: str) -> str | None:
     # Same result as urllib's parse_qsl for one name, without decoding every other pair.
     for pair in raw.decode("latin-1").split("&"):
         key, _, value = pair.partition("=")
-        if key == name or (("%" in key or "+" in key) and unquote_plus(key) == name):
+        if key == name or query_name(key) == name:
             return unquote_plus(value) if "%" in value or "+" in value else value
     return None
 
@@ -59,12 +69,30 @@ def cookie(scope: Scope, name: str) -> str | None:
 
 
 def client_address(scope: Scope) -> str:
-    """Return ``host:port`` of the peer for log lines, or ``-`` when the server gave none."""
+    """Return ``host:port`` of the peer for log lines, or ``-`` when the server gave none.
+
+    Behind a proxy this is the address the server took from ``X-Forwarded-For`` (uvicorn's
+    ``--proxy-headers``), so a host that is not plain printable text is escaped.
+    """
     client = scope.get("client")
     if not client:
         return "-"
     host, port = client[0], client[1]
+    if not (isinstance(host, str) and host.isprintable()):
+        host = log_safe(str(host))
     return f"{host}:{port}"
+
+
+def log_safe(value: str, limit: int = 100) -> str:
+    """Return ``value`` quoted for a log line: every control or non-printable character escaped,
+    cut to ``limit`` characters.
+
+    For values a client chose (an Origin, offered subprotocols): escaped, a hostile header
+    cannot end the log line and forge the next one, nor hide text with terminal escapes.
+    """
+    if len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return repr(value)
 
 
 def log_path(scope: Scope) -> str:

@@ -15,29 +15,46 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ._scope import query_name
+
 DEFAULT_SECRET_PARAMS = ("ticket", "token", "access_token", "resume_token", "ws_resume")
 REDACTED = "[redacted]"
+
+
+#: One ``name=value`` pair of a query string inside a log line. A value runs to the next ``&``
+#: or space (request targets hold no spaces), or to a quote followed by a space (the end of a
+#: quoted request line, ``"GET /ws?a=1" 200``); a name holds no ``?``, so a pair never starts
+#: before the query does.
+_PAIR = re.compile(r"""[?&]([^&=? ]*)=((?:[^&"' ]|["'](?! ))*)""")
 
 
 class RedactQueryParams(logging.Filter):
     """A logging filter replacing the values of secret query parameters with ``[redacted]``.
 
-    It rewrites the message and its string arguments in place and never drops a record.
+    A parameter is recognised by its decoded name, with the very function that reads
+    credentials from the query string (:func:`asgi_ws._scope.query_name`): ``?%74oken=...``
+    authenticates as ``token``, so it is masked as ``token``. Every occurrence is masked,
+    not only the first. It rewrites the message and its string arguments in place and never
+    drops a record.
 
     Args:
-        params: names of the query parameters to mask.
+        params: names of the query parameters to mask (decoded names).
     """
 
     def __init__(self, params: Iterable[str] = DEFAULT_SECRET_PARAMS) -> None:
         super().__init__()
-        names = "|".join(re.escape(p) for p in params)
-        self._pattern = re.compile(rf"([?&](?:{names})=)[^&\s\"']*")
+        self.params = frozenset(params)
+
+    def _mask(self, match: re.Match[str]) -> str:
+        if query_name(match[1]) not in self.params:
+            return match[0]
+        return f"{match[0][: match.start(2) - match.start()]}{REDACTED}"
 
     def redact(self, text: str) -> str:
         """Return ``text`` with the values of the secret parameters masked."""
         if "=" not in text:
             return text
-        return self._pattern.sub(rf"\g<1>{REDACTED}", text)
+        return _PAIR.sub(self._mask, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asgi_ws import AuthMiddleware
-from asgi_ws.auth import SignedTicket
-from asgi_ws.log import RedactQueryParams, redact_loggers, uvicorn_log_config
+from asgi_ws._scope import query_name, query_param
+from asgi_ws.auth import QueryToken, SignedTicket
+from asgi_ws.log import REDACTED, RedactQueryParams, redact_loggers, uvicorn_log_config
 from tests.support.apps import echo_app
 from tests.support.clients import opened
 from tests.support.server import serve
@@ -18,6 +22,22 @@ def test_redact_masks_only_the_named_parameters() -> None:
     assert redactor.redact("/ws?room=1&tickets=keep") == "/ws?room=1&tickets=keep"
     assert redactor.redact('"WebSocket /ws?ticket=a%2Fb" 403') == '"WebSocket /ws?ticket=[redacted]" 403'
     assert redactor.redact("no query here") == "no query here"
+
+
+def test_names_are_compared_decoded_as_query_param_reads_them() -> None:
+    redactor = RedactQueryParams(["token", "my token"])
+    # Each of these names authenticates as "token" (or "my token"): each value is masked.
+    for spelt in ("%74oken", "t%6Fken", "t%6fken", "%74%6F%6B%65%6E", "my+token", "my%20token"):
+        scope = {"query_string": f"{spelt}=SECRET".encode()}
+        assert query_param(scope, query_name(spelt)) == "SECRET"
+        assert redactor.redact(f"/ws?{spelt}=SECRET") == f"/ws?{spelt}=[redacted]"
+    # Every occurrence, not only the first (query_param reads the first; an app may read another).
+    assert redactor.redact("/ws?token=a&x=1&%74oken=b") == "/ws?token=[redacted]&x=1&%74oken=[redacted]"
+    # Names are case-sensitive, as query_param compares them.
+    assert redactor.redact("/ws?Token=kept") == "/ws?Token=kept"
+    # A quote or a "?" inside a value does not end it early.
+    assert redactor.redact('/ws?token=a"b?c&room=1') == "/ws?token=[redacted]&room=1"
+    assert redactor.redact('"GET /ws?token=abc" 200') == '"GET /ws?token=[redacted]" 200'
 
 
 def test_the_default_filter_masks_resume_tokens() -> None:
@@ -63,3 +83,67 @@ async def test_redact_loggers_on_an_already_configured_server(capfd: pytest.Capt
             logging.getLogger(name).removeFilter(redactor)
     err = capfd.readouterr().err
     assert "ticket=[redacted]" in err and ticket not in err
+
+
+# -- the filter and query_param agree, whatever the query string ---------------------------
+
+SECRETS = ("ticket", "token", "my token")
+
+
+def _spelt(name: str) -> st.SearchStrategy[str]:
+    """Any spelling of ``name`` that decodes to it: each character literal or %-escaped in either case."""
+
+    def variants(char: str) -> st.SearchStrategy[str]:
+        escape = "".join(f"%{b:02X}" for b in char.encode())
+        options = [escape, escape.lower(), "+" if char == " " else char]
+        return st.sampled_from(options)
+
+    return st.tuples(*(variants(c) for c in name)).map("".join)
+
+
+#: Request targets hold no spaces (every server splits the request line on them).
+_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+_VALUES = st.text(st.one_of(_CHARS, st.sampled_from("%+=?\"'#&é")), max_size=12)
+_PAIRS = st.one_of(
+    st.tuples(st.sampled_from(SECRETS).flatmap(_spelt), _VALUES).map("=".join),
+    st.tuples(st.text(_CHARS, max_size=6), _VALUES).map("=".join),
+    st.text(_CHARS, max_size=10),
+)
+_QUERIES = st.one_of(st.lists(_PAIRS, max_size=6).map("&".join), st.text(_CHARS, max_size=30))
+
+
+@given(_QUERIES)
+def test_no_value_query_param_returns_for_a_secret_name_survives_redaction(query: str) -> None:
+    redactor = RedactQueryParams(SECRETS)
+    prefix, suffix = '127.0.0.1:5000 - "WebSocket /ws?', '" [accepted]'
+    pairs = query.split("&")
+    secret = [i for i, pair in enumerate(pairs) if "=" in pair and query_name(pair.partition("=")[0]) in SECRETS]
+    # The line as it should be: every secret value, and nothing else, replaced by a mark.
+    ideal = prefix + "&".join(p.partition("=")[0] + "=\0" if i in secret else p for i, p in enumerate(pairs)) + suffix
+    for line, framed in ((prefix + query + suffix, True), ("/ws?" + query, False)):  # a message, an argument
+        redacted = redactor.redact(line).replace(REDACTED, "\0")
+        if framed:
+            assert redacted.startswith(prefix) and redacted.endswith(suffix)
+            out = redacted[len(prefix) : len(redacted) - len(suffix)].split("&")
+            assert len(out) == len(pairs)
+            for i in secret:
+                assert out[i] == pairs[i].partition("=")[0] + "=\0", (pairs[i], out[i])
+        values = [pairs[i].partition("=")[2] for i in secret]
+        for name in SECRETS:
+            found = query_param({"query_string": query.encode("latin-1")}, name)
+            if found is not None:
+                values.append(found)
+        for value in values + [unquote_plus(v) for v in values]:
+            # A value may still appear where the query shows it in a public place (the path,
+            # another parameter), never elsewhere.
+            assert "\0" in value or value not in redacted or value in ideal, (line, value, redacted)
+
+
+async def test_a_percent_encoded_name_is_masked_in_uvicorns_log(capfd: pytest.CaptureFixture[str]) -> None:
+    app = AuthMiddleware(echo_app(), backend=QueryToken({"SECRET-TOKEN-1": "alice"}.get))
+    async with serve(app, log_config=uvicorn_log_config(), log_level="info") as server:
+        async with opened(server.ws_url("/ws?%74oken=SECRET-TOKEN-1&room=lobby")) as conn:
+            await conn.recv()  # authenticated: the server read the token under its decoded name
+    err = capfd.readouterr().err
+    assert '"WebSocket /ws?%74oken=[redacted]&room=lobby" [accepted]' in err
+    assert "SECRET-TOKEN-1" not in err

@@ -5,7 +5,16 @@ from urllib.parse import parse_qsl, quote
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_ws._scope import child_scope, client_address, cookie, header, header_values, log_path, query_param
+from asgi_ws._scope import (
+    child_scope,
+    client_address,
+    cookie,
+    header,
+    header_values,
+    log_path,
+    log_safe,
+    query_param,
+)
 from tests.support.asgi import ws_scope
 
 names = st.sampled_from(["ticket", "token", "t", "a b", "é"])
@@ -47,3 +56,13 @@ def test_child_scope_copies_and_shares_the_namespace() -> None:
     assert child["asgi_ws"] is parent["asgi_ws"]  # ...the namespace is shared (added in place)
     grandchild = child_scope(child)
     assert grandchild["asgi_ws"] is child["asgi_ws"]
+
+
+def test_log_safe_escapes_what_could_forge_a_line_and_cuts_long_values() -> None:
+    assert log_safe("https://a.example") == "'https://a.example'"
+    forged = 'https://a\r\n127.0.0.1:1 - "WebSocket /ws" [accepted]\x1b[2K\u2028'
+    assert not any(c in log_safe(forged) for c in "\r\n\x1b\u2028")
+    long = log_safe("x" * 10_000, limit=50)
+    assert long == repr("x" * 50) + "... (10000 characters)"
+    # A client address rewritten from X-Forwarded-For is escaped the same way.
+    assert client_address({"client": ("1.2.3.4\nforged", 5)}) == "'1.2.3.4\\nforged':5"
