@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.clients import opened
+from tests.support.clients import opened, recv_json_until
 from tests.support.procs import asgi_ws_serve
 
 ORIGIN = "https://app.example.com"
@@ -22,25 +22,35 @@ async def test_two_server_processes_share_rooms_and_presence(kind: str, request:
         kw = {"origin": ORIGIN, "ping_interval": None}
         async with opened(one.ws_url("/ws"), **kw) as alice, opened(two.ws_url("/ws"), **kw) as bob:
             await alice.send(json.dumps({"$ws": "subscribe", "channel": "lobby", "meta": {"name": "alice"}}))
-            assert json.loads(await alice.recv())["$ws"] == "subscribed"
+            await recv_json_until(alice, lambda m: m.get("$ws") == "subscribed", what="alice's subscribed")
             await bob.send(
                 json.dumps({"$ws": "subscribe", "channel": "lobby", "presence": True, "meta": {"name": "bob"}})
             )
-            reply = json.loads(await bob.recv())
+            reply = await recv_json_until(bob, lambda m: m.get("$ws") == "subscribed", what="bob's subscribed")
             names = {m["meta"]["name"] for m in reply["members"]}
-            while names != {"alice", "bob"}:  # alice's join may reach process two just after
-                diff = json.loads(await bob.recv())
-                if diff.get("$ws") == "presence_diff" and "join" in diff:
-                    names.add(diff["join"]["meta"]["name"])
-            for attempt in range(50):  # process two's broker subscription lands asynchronously
+            if "alice" not in names:  # alice's join may reach process two after bob's subscribe (a beat: 5 s)
+                await recv_json_until(
+                    bob,
+                    lambda m: m.get("$ws") == "presence_diff" and m.get("join", {}).get("meta") == {"name": "alice"},
+                    timeout=20,
+                    what="alice's join, on process two",
+                )
+            # Process two's broker subscription lands asynchronously: publish until one arrives,
+            # each attempt bounded (a publish before the subscription is lost, as pub/sub does).
+            for attempt in range(40):
                 await alice.send(json.dumps({"$ws": "publish", "channel": "lobby", "data": {"n": attempt}}))
-                message = json.loads(await bob.recv())
-                if message.get("channel") == "lobby":
-                    assert message["data"]["n"] == attempt
-                    break
+                try:
+                    message = await recv_json_until(
+                        bob, lambda m: m.get("channel") == "lobby", timeout=0.5, what="a publish from process one"
+                    )
+                except AssertionError:
+                    continue
+                assert message["data"]["n"] <= attempt
+                break
             else:
-                raise AssertionError("a publish on process one never reached process two")
+                raise AssertionError("a publish on process one never reached process two in 40 attempts")
             await bob.send(json.dumps({"$ws": "publish", "channel": "lobby", "data": "to alice"}))
-            while (message := json.loads(await alice.recv())).get("channel") != "lobby":
-                pass
+            message = await recv_json_until(
+                alice, lambda m: m.get("channel") == "lobby", what="bob's publish, on process one"
+            )
             assert message == {"channel": "lobby", "data": "to alice"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,3 +45,23 @@ async def opened(url: str, **kwargs: Any) -> AsyncIterator[ClientConnection]:
         raise AssertionError(f"handshake refused: {result.status} {result.body}")
     async with result:
         yield result
+
+
+async def recv_json_until(
+    ws: ClientConnection, accept: Callable[[Any], bool], *, timeout: float = 10.0, what: str
+) -> Any:
+    """Read JSON frames until one satisfies ``accept``; fail after ``timeout`` seconds naming ``what``.
+
+    Every wait on the network in the tests is bounded this way: a lost message fails the
+    test with what did not arrive instead of hanging it until pytest's timeout.
+    """
+    seen: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await ws.recv())
+                if accept(message):
+                    return message
+                seen.append(message)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not arrive within {timeout} s; received meanwhile: {seen[-5:]}") from None
