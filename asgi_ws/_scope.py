@@ -95,6 +95,12 @@ def log_safe(value: str, limit: int = 100) -> str:
     return repr(value)
 
 
+#: Prefixes of ``Sec-WebSocket-Protocol`` entries that carry a credential (each
+#: ``SubprotocolToken`` adds its own): a log line shows such an entry as ``prefix[redacted]``,
+#: even from a SubprotocolMiddleware placed, wrongly, outside AuthMiddleware.
+CREDENTIAL_SUBPROTOCOL_PREFIXES: set[str] = set()
+
+
 def log_path(scope: Scope) -> str:
     """Return the request path for log lines, deliberately without the query string.
 

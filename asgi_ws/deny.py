@@ -5,7 +5,10 @@ refused them: a real HTTP status with a short plain-text body where the server s
 ASGI ``websocket.http.response`` extension (uvicorn, hypercorn, Starlette's TestClient), and
 otherwise a ``websocket.close`` before accept, which the server answers with HTTP 403
 (daphne). The reason goes to the ``asgi_ws.handshake`` logger as well, with the client
-address and the path but never the query string, where tickets and tokens travel.
+address and the path but never the query string, where tickets and tokens travel, and with
+the cause in full (the refused origin, the failed check, the offered subprotocols) where
+the client is only given the short reason. Refusals that mean the server cannot serve
+(5xx: at capacity, an authentication backend down) are logged at WARNING, the others at INFO.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ._scope import client_address, log_path
+from ._scope import client_address, log_path, log_safe
 from .close_codes import CloseCode, truncate_reason
 from .exceptions import HandshakeRejected
 from .types import Scope, Send
@@ -36,6 +39,7 @@ async def deny(
     *,
     headers: Sequence[tuple[str, str]] = (),
     refused_by: str = "asgi_ws",
+    detail: str = "",
 ) -> None:
     """Refuse the handshake of ``scope`` before accept.
 
@@ -48,14 +52,18 @@ async def deny(
             Never put a credential in it.
         headers: extra response headers, e.g. ``("www-authenticate", "Bearer")``.
         refused_by: name of the refusing middleware, for the log line.
+        detail: the cause in full, for the log line only (never sent to the client). Never
+            a credential; values the client chose go through ``_scope.log_safe``.
     """
-    logger.info(
-        '%s - "WebSocket %s" refused by %s: %d %s',
+    logger.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        '%s - "WebSocket %s" refused by %s: %d %s%s',
         client_address(scope),
         log_path(scope),
         refused_by,
         status,
-        reason,
+        reason if reason.isprintable() else log_safe(reason),
+        f" ({detail})" if detail else "",
     )
     if supports_denial_response(scope):
         body = reason.encode("utf-8")
@@ -73,9 +81,16 @@ async def deny(
         )
 
 
-async def deny_with(scope: Scope, send: Send, exc: HandshakeRejected, *, refused_by: str) -> None:
-    """Refuse the handshake with the status, reason and headers carried by ``exc``."""
-    await deny(scope, send, exc.status, exc.reason, headers=exc.headers, refused_by=refused_by)
+async def deny_with(
+    scope: Scope, send: Send, exc: HandshakeRejected, *, refused_by: str, detail: str | None = None
+) -> None:
+    """Refuse the handshake with the status, reason and headers carried by ``exc``.
+
+    ``detail`` replaces ``exc.detail`` in the log line (the refusing middleware may know more
+    of the cause than the part that raised).
+    """
+    detail = exc.detail if detail is None else detail
+    await deny(scope, send, exc.status, exc.reason, headers=exc.headers, refused_by=refused_by, detail=detail)
 
 
 __all__ = ["deny", "deny_with", "supports_denial_response"]

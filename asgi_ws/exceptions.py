@@ -7,7 +7,7 @@ connection, as the ASGI spec asks of ``send`` on a closed socket). The tree::
     AsgiWsError
     ├── ConfigurationError (ValueError)
     ├── MissingDependencyError (ImportError)
-    ├── HandshakeRejected                      carries .status, .reason, .headers
+    ├── HandshakeRejected                      carries .status, .reason, .headers, .detail
     │   ├── OriginRejected                     403
     │   ├── SubprotocolRejected                400
     │   ├── AuthenticationFailed               401
@@ -54,6 +54,8 @@ class HandshakeRejected(AsgiWsError):
             and written to the log. It must never contain a credential.
         status: HTTP status of the refusal.
         headers: extra response headers, such as ``WWW-Authenticate``.
+        detail: the cause in full, written to the log line after the reason and never sent
+            to the client (which check failed, what was expected). Never a credential.
     """
 
     status: int = 403
@@ -64,12 +66,14 @@ class HandshakeRejected(AsgiWsError):
         *,
         status: int | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        detail: str = "",
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         if status is not None:
             self.status = status
         self.headers = tuple(headers)
+        self.detail = detail
 
 
 class OriginRejected(HandshakeRejected):

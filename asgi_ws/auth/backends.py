@@ -22,7 +22,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol, runtime_checkable
 
-from .._scope import cookie, header_values, query_param
+from .._scope import CREDENTIAL_SUBPROTOCOL_PREFIXES, cookie, header_values, query_param
 from ..exceptions import AuthenticationFailed, ConfigurationError
 from ..types import Scope
 from .identity import Identity, as_identity
@@ -55,9 +55,9 @@ class _TokenBackend:
         """Offered subprotocol entries that carry credentials and must never reach the app."""
         return ()
 
-    def _failure(self, reason: str) -> AuthenticationFailed:
+    def _failure(self, reason: str, detail: str = "") -> AuthenticationFailed:
         headers = [("www-authenticate", self.www_authenticate)] if self.www_authenticate else []
-        return AuthenticationFailed(reason, headers=headers)
+        return AuthenticationFailed(reason, headers=headers, detail=detail)
 
     async def authenticate(self, scope: Scope) -> Identity | None:
         token = self.find_token(scope)
@@ -75,7 +75,7 @@ class _TokenBackend:
             raise
         identity = as_identity(result, self.name)
         if identity is None:
-            raise self._failure(f"invalid {self.name}")
+            raise self._failure(f"invalid {self.name}", detail="verify returned None")
         if not identity.backend:
             identity = dataclasses.replace(identity, backend=self.name)
         return identity
@@ -168,6 +168,7 @@ class SubprotocolToken(_TokenBackend):
         if not prefix:
             raise ConfigurationError("SubprotocolToken: prefix must be a non-empty string such as 'bearer.'")
         self.prefix = prefix
+        CREDENTIAL_SUBPROTOCOL_PREFIXES.add(prefix)
 
     def hidden_subprotocols(self, scope: Scope) -> list[str]:
         return [p for p in scope.get("subprotocols") or () if p.startswith(self.prefix)]

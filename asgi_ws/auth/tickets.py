@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadPayload, BadSignature, SignatureExpired, Signer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import want_bytes
 
 from .._scope import query_param
@@ -159,11 +159,15 @@ class SignedTicket:
                 return_timestamp=True,
             )
         except SignatureExpired as exc:
-            raise CredentialsExpired("ticket expired") from exc
+            signed = exc.date_signed.timestamp() if exc.date_signed is not None else None
+            age = f"issued {time.time() - signed:.0f} s ago, " if signed is not None else ""
+            raise CredentialsExpired("ticket expired", detail=f"{age}max_age {self.max_age:g} s") from exc
         except BadSignature as exc:
-            raise AuthenticationFailed("invalid ticket") from exc
+            # The detail says which check failed; itsdangerous's message quotes the signature.
+            detail = "malformed payload" if isinstance(exc, BadPayload) else "bad signature or format"
+            raise AuthenticationFailed("invalid ticket", detail=detail) from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("sub"), str):
-            raise AuthenticationFailed("invalid ticket")
+            raise AuthenticationFailed("invalid ticket", detail="no user id in the payload")
         expiries = []
         if isinstance(payload.get("exp"), (int, float)):
             expiries.append(float(payload["exp"]))
@@ -171,14 +175,14 @@ class SignedTicket:
             expiries.append(signed_at.timestamp() + self.connection_max_age)
         expires_at = min(expiries) if expiries else None
         if expires_at is not None and expires_at <= time.time():
-            raise CredentialsExpired("ticket expired")
+            raise CredentialsExpired("ticket expired", detail="past its expires_at or connection_max_age")
         user: Any = User(payload["sub"])
         if self.load_user is not None:
             user = self.load_user(payload["sub"])
             if inspect.isawaitable(user):
                 user = await user
             if user is None:
-                raise AuthenticationFailed("unknown user")
+                raise AuthenticationFailed("unknown user", detail="load_user returned None")
         scopes = payload.get("scp") or []
         claims = payload.get("cl")
         return Identity(

@@ -1,22 +1,25 @@
 """AuthMiddleware: authenticate every WebSocket handshake, and keep enforcing expiry after accept.
 
 Refusals happen before accept: 401 when credentials are missing, malformed, forged or
-expired, 403 when valid credentials do not grant access (``authorize``). A connection whose
-credentials carry an expiry (a token's ``exp``, a ticket's ``expires_at``) is closed with
-close code 4401 when it passes; the app learns it from the ``websocket.disconnect`` it
-receives, as for any other close.
+expired, 403 when valid credentials do not grant access (``authorize``), 503 when a backend
+or hook fails or does not answer within ``backend_timeout`` (the client may retry). A
+connection whose credentials carry an expiry (a token's ``exp``, a ticket's ``expires_at``)
+is closed with close code 4401 when it passes; the app learns it from the
+``websocket.disconnect`` it receives, as for any other close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._scope import child_scope, namespace
 from ..auth.backends import AuthBackend, CallableBackend
 from ..auth.identity import ANONYMOUS, Identity
-from ..close_codes import CloseCode
+from ..close_codes import CloseCode, check_close_code
 from ..connection import attach
 from ..deny import deny_with
 from ..exceptions import (
@@ -30,6 +33,31 @@ from ..types import ASGIApp, Message, Receive, Scope, Send
 
 Authorize = Callable[[Scope, Identity], "bool | Awaitable[bool]"]
 BackendLike = AuthBackend | Callable[[Scope], Any]
+T = TypeVar("T")
+
+#: Reason of the 503 refusal when a backend, ``authorize`` or ``load_user`` fails or hangs.
+UNAVAILABLE = "authentication backend unavailable"
+
+
+class _Failed(Exception):
+    """A backend or hook raised something other than a refusal; carries only the type's name.
+
+    The exception itself is dropped: its message may quote the credential (a token in a
+    database error, a URL with a password), so nothing of it but its type reaches a log.
+    """
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+    """Await ``awaitable`` in the current task, raising ``asyncio.TimeoutError`` after ``timeout`` s."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout)  # pragma: no cover - Python 3.10
 
 
 def _as_backend(backend: BackendLike) -> AuthBackend:
@@ -59,9 +87,14 @@ class AuthMiddleware:
             ``scope["user"]`` an :class:`~asgi_ws.auth.AnonymousUser`. Bad credentials
             are still refused.
         expired_close_code: close code sent when credentials expire on a live connection.
+        backend_timeout: seconds the backends and ``authorize`` (``load_user`` included)
+            may take together for one handshake; past it the handshake is refused with 503
+            ``authentication backend unavailable``, as when one of them raises. None: no
+            bound. It bounds waiting, not a backend that blocks the event loop.
 
     Raises:
-        ConfigurationError: no backend, or a backend of the wrong kind.
+        ConfigurationError: no backend, a backend of the wrong kind, a close code that
+            cannot be sent, a non-positive ``backend_timeout``.
     """
 
     def __init__(
@@ -72,38 +105,74 @@ class AuthMiddleware:
         authorize: Authorize | None = None,
         allow_anonymous: bool = False,
         expired_close_code: int = CloseCode.CREDENTIALS_EXPIRED,
+        backend_timeout: float | None = 5.0,
     ) -> None:
         backends: list[BackendLike] = list(backend) if isinstance(backend, (list, tuple)) else [backend]  # type: ignore[list-item]
         if not backends:
             raise ConfigurationError("AuthMiddleware needs at least one backend")
+        if backend_timeout is not None and not backend_timeout > 0:
+            raise ConfigurationError("backend_timeout must be a positive number of seconds, or None for no bound")
         self.app = app
         self.backends = [_as_backend(b) for b in backends]
         self.authorize = authorize
         self.allow_anonymous = allow_anonymous
-        self.expired_close_code = int(expired_close_code)
+        self.expired_close_code = check_close_code(expired_close_code, "expired_close_code")
+        self.backend_timeout = backend_timeout
         challenges = [getattr(b, "www_authenticate", None) for b in self.backends]
         self._challenge = [("www-authenticate", c) for c in challenges if c][:1]
+        self._names = [str(getattr(b, "name", type(b).__name__)) for b in self.backends]
 
     async def authenticate(self, scope: Scope) -> Identity:
-        """Run the backends and the ``authorize`` hook; raise ``HandshakeRejected`` to refuse."""
-        identity: Identity | None = None
-        for backend in self.backends:
-            identity = await backend.authenticate(scope)
-            if identity is not None:
-                break
-        if identity is None:
-            if not self.allow_anonymous:
-                raise AuthenticationFailed("authentication required", headers=self._challenge)
-            identity = ANONYMOUS
-        if identity.expired():
-            raise CredentialsExpired("credentials expired")
-        if self.authorize is not None:
-            allowed = self.authorize(scope, identity)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-            if not allowed:
-                raise PermissionDenied("forbidden")
-        return identity
+        """Run the backends and the ``authorize`` hook; raise ``HandshakeRejected`` to refuse.
+
+        A refusal they raise keeps its status and reason; any other exception from them, or
+        no answer within ``backend_timeout``, refuses with 503 ``authentication backend
+        unavailable``.
+        """
+        return await self._authenticate(scope, [""])
+
+    async def _authenticate(self, scope: Scope, step: list[str]) -> Identity:
+        # step[0] names the backend or hook running, for the refusal's log line.
+        try:
+            if self.backend_timeout is None:
+                return await self._checks(scope, step)
+            return await _within(self._checks(scope, step), self.backend_timeout)
+        except _Failed as exc:
+            cause = f"{step[0]} raised {exc}"
+        except asyncio.TimeoutError:  # only the bound's: _checks turns the others into _Failed
+            cause = f"{step[0]} did not answer within {self.backend_timeout:g} s"
+        step[0] = ""  # named in the cause
+        raise HandshakeRejected(UNAVAILABLE, status=503, detail=cause)
+
+    async def _checks(self, scope: Scope, step: list[str]) -> Identity:
+        try:
+            identity: Identity | None = None
+            for backend, name in zip(self.backends, self._names, strict=True):
+                step[0] = f"backend {name!r}"
+                identity = await backend.authenticate(scope)
+                if identity is not None:
+                    break
+            step[0] = ""
+            if identity is None:
+                if not self.allow_anonymous:
+                    detail = f"no credentials for: {', '.join(self._names)}"
+                    raise AuthenticationFailed("authentication required", headers=self._challenge, detail=detail)
+                identity = ANONYMOUS
+            if identity.expired():
+                raise CredentialsExpired("credentials expired", detail=f"{identity.backend}: expires_at has passed")
+            if self.authorize is not None:
+                step[0] = "authorize"
+                allowed = self.authorize(scope, identity)
+                if inspect.isawaitable(allowed):
+                    allowed = await allowed
+                step[0] = ""
+                if not allowed:
+                    raise PermissionDenied("forbidden", detail="authorize returned False")
+            return identity
+        except HandshakeRejected:
+            raise
+        except Exception as exc:
+            raise _Failed(_type_name(exc)) from None
 
     def _hidden_subprotocols(self, scope: Scope) -> set[str]:
         hidden: set[str] = set()
@@ -117,10 +186,13 @@ class AuthMiddleware:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
+        step = [""]
         try:
-            identity = await self.authenticate(scope)
+            identity = await self._authenticate(scope, step)
         except HandshakeRejected as exc:
-            await deny_with(scope, send, exc, refused_by="AuthMiddleware")
+            # Which check refused (never the credential): "backend 'ticket': bad signature".
+            detail = ": ".join(part for part in (step[0], exc.detail) if part)
+            await deny_with(scope, send, exc, refused_by="AuthMiddleware", detail=detail)
             return
         scope = child_scope(scope)
         scope["user"] = identity.user

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .._scope import header, header_values, namespace
+from .._scope import header, header_values, log_safe, namespace
 from ..deny import deny
 from ..exceptions import ConfigurationError
 from ..types import ASGIApp, Receive, Scope, Send
@@ -22,6 +22,10 @@ from ..types import ASGIApp, Receive, Scope, Send
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HOST_RE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
 _IPV6_RE = re.compile(r"^\[[0-9a-f:.]+\]$")
+#: Longer values are decided without the cache: a real origin is at most ``https://`` + a
+#: 253-character host + a port, and a client sending many huge distinct values must not be
+#: able to pin them in memory.
+_CACHED_LENGTH = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +164,10 @@ class OriginPolicy:
             return (None if self.allow_missing else "missing Origin header"), None
         if len(values) > 1:
             return "more than one Origin header", None
-        return self._decide_one(values[0], host if self.allow_same_origin else None)
+        value, host = values[0], host if self.allow_same_origin else None
+        if len(value) > _CACHED_LENGTH or (host is not None and len(host) > _CACHED_LENGTH):
+            return self._decide_uncached(value, host)
+        return self._decide_one(value, host)
 
     def _decide_uncached(self, value: str, host: str | None) -> tuple[str | None, Origin | None]:
         value = value.strip()
@@ -195,6 +202,14 @@ def _parse_wildcard(entry: str) -> _Wildcard:
 def _same_host(origin: Origin, host_header: str) -> bool:
     target = parse_origin(f"{origin.scheme}://{host_header.strip()}")
     return target is not None and target == origin
+
+
+def _describe(values: list[str]) -> str:
+    """The refused ``Origin`` value(s) for the log line: not a secret, but escaped and cut."""
+    if not values:
+        return ""
+    shown = ", ".join(log_safe(value) for value in values[:3])
+    return f"Origin {shown}" + (f" and {len(values) - 3} more" if len(values) > 3 else "")
 
 
 class OriginMiddleware:
@@ -232,7 +247,7 @@ class OriginMiddleware:
         host = header(scope, b"host") if self.policy.allow_same_origin else None
         reason, origin = self.policy.decide(values, host)
         if reason is not None:
-            await deny(scope, send, 403, reason, refused_by="OriginMiddleware")
+            await deny(scope, send, 403, reason, refused_by="OriginMiddleware", detail=_describe(values))
             return
         ns = namespace(scope)
         ns["origin"] = str(origin) if origin else None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from .._scope import client_address, log_path
-from ..close_codes import CloseCode
+from ..close_codes import CloseCode, check_close_code
 from ..connection import CLOSE, DROP, Connection, attach_session
 from ..exceptions import ConfigurationError
 from ..types import ASGIApp, Message, Receive, Scope, Send
@@ -260,7 +260,8 @@ class RateLimitMiddleware:
         close_code: code of the ``close`` policy (default 1008, Policy Violation).
 
     Raises:
-        ConfigurationError: nothing to limit, a non-positive rate, an unknown policy.
+        ConfigurationError: nothing to limit, a non-positive rate, an unknown policy, a
+            ``close_code`` that cannot be sent in a close frame.
     """
 
     def __init__(
@@ -301,7 +302,7 @@ class RateLimitMiddleware:
         self.shared_rate = shared_rate
         self.shared_burst = float(shared_burst if shared_burst is not None else max(1.0, shared_rate or 1.0))
         self.store: RateLimitStore | None = store or (MemoryRateLimitStore() if shared_key else None)
-        self.close_code = int(close_code)
+        self.close_code = check_close_code(close_code)
         #: Counters over every connection.
         self.stats = RateLimitStats()
 

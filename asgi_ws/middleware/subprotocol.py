@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from .._scope import namespace
+from .._scope import CREDENTIAL_SUBPROTOCOL_PREFIXES, log_safe, namespace
 from ..deny import deny, deny_with
 from ..exceptions import ConfigurationError, SubprotocolRejected
 from ..types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +36,19 @@ def select_subprotocol(
         return next((p for p in supported if p in offered_set), None)
     supported_set = set(supported)
     return next((p for p in offered if p in supported_set), None)
+
+
+def describe_offer(offered: Sequence[str], shown: int = 8) -> str:
+    """What a client offered, for a refusal's log line: each entry escaped and cut, the first
+    ``shown`` of them, and an entry carrying a credential (a ``SubprotocolToken`` prefix) masked."""
+    if not offered:
+        return "offered nothing"
+    entries = []
+    for entry in offered[:shown]:
+        prefix = next((p for p in CREDENTIAL_SUBPROTOCOL_PREFIXES if entry.startswith(p)), None)
+        entries.append(log_safe(entry, 40) if prefix is None else log_safe(prefix) + "[redacted]")
+    more = f" and {len(offered) - shown} more" if len(offered) > shown else ""
+    return f"offered {', '.join(entries)}{more}"
 
 
 class SubprotocolMiddleware:
@@ -96,7 +109,8 @@ class SubprotocolMiddleware:
         try:
             chosen = await self._choose(scope, offered)
         except SubprotocolRejected as exc:
-            await deny_with(scope, send, exc, refused_by="SubprotocolMiddleware")
+            detail = exc.detail or describe_offer(offered)
+            await deny_with(scope, send, exc, refused_by="SubprotocolMiddleware", detail=detail)
             return
         if chosen is None and self.required:
             reason = (
@@ -104,7 +118,7 @@ class SubprotocolMiddleware:
                 if not offered
                 else "none of the offered subprotocols is supported; supported: "
             ) + ", ".join(self.supported)
-            await deny(scope, send, 400, reason, refused_by="SubprotocolMiddleware")
+            await deny(scope, send, 400, reason, refused_by="SubprotocolMiddleware", detail=describe_offer(offered))
             return
         ns = namespace(scope)
         ns["subprotocol"] = chosen
@@ -120,4 +134,4 @@ class SubprotocolMiddleware:
         await self.app(scope, receive, send_with_subprotocol)
 
 
-__all__ = ["SubprotocolMiddleware", "select_subprotocol"]
+__all__ = ["SubprotocolMiddleware", "describe_offer", "select_subprotocol"]

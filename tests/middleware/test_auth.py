@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import time
 from typing import Any
 
@@ -367,3 +369,155 @@ async def test_ticket_with_expires_at_closes_the_live_connection(ws_impl: str) -
             assert conn.close_code == 4401
         await probe.wait_ended()
     assert probe.disconnects[0]["code"] == 4401
+
+
+# -- a backend that fails or hangs: 503, one WARNING, no credential ------------------------
+
+SECRET = "tok-SECRET-42"
+
+
+def handshake_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "asgi_ws.handshake"]
+
+
+def _broken(token: str) -> str:
+    raise ConnectionRefusedError(f"database down while looking up {token}")
+
+
+async def _hangs(*args: Any) -> Any:
+    await asyncio.Event().wait()
+
+
+def _load_user_raises(user_id: str) -> Any:
+    raise KeyError(f"no row for {user_id} with {SECRET}")
+
+
+TICKETS = SignedTicket([KEY_NEW])
+
+
+@pytest.mark.parametrize(
+    ("make", "credential", "cause"),
+    [
+        (lambda: {"backend": BearerToken(_broken)}, SECRET, "backend 'bearer token' raised ConnectionRefusedError"),
+        (lambda: {"backend": BearerToken(_hangs)}, SECRET, "backend 'bearer token' did not answer within 0.2 s"),
+        (
+            lambda: {"backend": BearerToken(lookup), "authorize": lambda scope, identity: 1 / 0},
+            "tok-alice",
+            "authorize raised ZeroDivisionError",
+        ),
+        (
+            lambda: {"backend": BearerToken(lookup), "authorize": _hangs},
+            "tok-alice",
+            "authorize did not answer within 0.2 s",
+        ),
+        (
+            lambda: {"backend": BearerToken(SignedTicket([KEY_NEW], load_user=_load_user_raises).verify)},
+            TICKETS.issue("alice"),
+            "backend 'bearer token' raised KeyError",
+        ),
+        (
+            lambda: {"backend": SignedTicket([KEY_NEW], load_user=_hangs)},
+            None,
+            "backend 'ticket' did not answer within 0.2 s",
+        ),
+    ],
+)
+async def test_a_failing_or_hanging_backend_or_hook_is_a_503_logged_once_without_the_credential(
+    make: Any, credential: str | None, cause: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    probe = Probe()
+    mw = AuthMiddleware(echo_app(probe), backend_timeout=0.2, **make())
+    ticket = TICKETS.issue("alice")
+    scope = (
+        ws_scope(query=f"ticket={ticket}")
+        if credential is None
+        else ws_scope(headers=[("authorization", f"Bearer {credential}")])
+    )
+    outcome, _ = await handshake(mw, scope)
+    assert (outcome.status, outcome.body) == (503, b"authentication backend unavailable")
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.name == "asgi_ws.handshake" and record.levelno == logging.WARNING
+    assert record.exc_info is None
+    line = record.getMessage()
+    assert line.endswith(f"refused by AuthMiddleware: 503 authentication backend unavailable ({cause})"), line
+    for secret in (SECRET, ticket, credential or ticket):
+        assert secret not in caplog.text
+    assert probe.calls == 0
+
+
+async def test_the_timeout_bounds_all_backends_together_and_none_means_no_bound() -> None:
+    async def slow(token: str) -> str:
+        await asyncio.sleep(0.05)
+        return "alice"
+
+    mw = AuthMiddleware(echo_app(), backend=BearerToken(slow), backend_timeout=None)
+    outcome, _ = await handshake(mw, ws_scope(headers=[("authorization", "Bearer x")]))
+    assert outcome.kind == "accepted"
+    # Refusals a backend raises on purpose keep their status inside the bound.
+    mw = AuthMiddleware(echo_app(), backend=BearerToken(lookup), backend_timeout=5)
+    outcome, _ = await handshake(mw, ws_scope(headers=[("authorization", "Bearer wrong")]))
+    assert (outcome.status, outcome.body) == (401, b"invalid bearer token")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"expired_close_code": 1006}, "expired_close_code=1006 cannot be sent"),
+        ({"expired_close_code": "4401"}, "expired_close_code must be an int"),
+        ({"backend_timeout": 0}, "backend_timeout must be a positive"),
+        ({"backend_timeout": -1.0}, "backend_timeout must be a positive"),
+    ],
+)
+def test_middleware_configuration_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        AuthMiddleware(echo_app(), backend=BearerToken(lookup), **kwargs)
+
+
+async def test_refusal_lines_name_the_check_that_failed_never_the_credential(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level("INFO", logger="asgi_ws")
+    tickets = SignedTicket([KEY_NEW], max_age=30, load_user=lambda user_id: None if user_id == "gone" else user_id)
+    mw = AuthMiddleware(echo_app(), backend=[tickets, BearerToken(lookup)], authorize=lambda s, i: i.user != "bob")
+    expired = issued_in_the_past(tickets, 120, monkeypatch)
+    forged = SignedTicket(["attacker-key-0123456789"]).issue("admin")
+    cases = [
+        (ws_scope(), "401 authentication required (no credentials for: ticket, bearer token)"),
+        (ws_scope(query=f"ticket={forged}"), "401 invalid ticket (backend 'ticket': bad signature or format)"),
+        (ws_scope(query=f"ticket={expired}"), "401 ticket expired (backend 'ticket': issued 12# s ago, max_age 30 s)"),
+        (
+            ws_scope(query=f"ticket={tickets.issue('gone')}"),
+            "401 unknown user (backend 'ticket': load_user returned None)",
+        ),
+        (
+            ws_scope(headers=[("authorization", "Bearer nope-SECRET")]),
+            "401 invalid bearer token (backend 'bearer token': verify returned None)",
+        ),
+        (ws_scope(query=f"ticket={tickets.issue('bob')}"), "403 forbidden (authorize returned False)"),
+    ]
+    for scope, expected in cases:
+        caplog.clear()
+        await handshake(mw, scope)
+        (record,) = handshake_records(caplog)
+        pattern = re.escape(f"refused by AuthMiddleware: {expected}").replace("\\#", "#").replace("#", r"\d") + "$"
+        assert re.search(pattern, record.getMessage()), record.getMessage()  # (12# s: seconds are whole)
+        assert record.levelno == logging.INFO
+        for secret in (forged, expired, "nope-SECRET"):
+            assert secret not in caplog.text
+
+
+async def test_a_failing_backend_end_to_end_is_a_503_not_a_500(ws_impl: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    app = AuthMiddleware(echo_app(), backend=[BearerToken(_broken), QueryToken(_hangs)], backend_timeout=0.3)
+    async with serve(app, ws=ws_impl, log_config=None) as server:
+        url = server.ws_url("/ws")
+        refused = await refusal(url, additional_headers={"Authorization": f"Bearer {SECRET}"})
+        assert (refused.status, refused.body) == (503, "authentication backend unavailable")
+        refused = await refusal(f"{url}?token={SECRET}")
+        assert (refused.status, refused.body) == (503, "authentication backend unavailable")
+    assert SECRET not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info is not None or "Exception in ASGI" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asgi_ws.handshake"]
+    assert len(warnings) == 2 and "raised ConnectionRefusedError" in warnings[0]
+    assert "backend 'query token' did not answer within 0.3 s" in warnings[1]

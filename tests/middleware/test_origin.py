@@ -270,3 +270,35 @@ async def test_non_browser_clients_pass_with_allow_missing(ws_impl: str) -> None
     app = OriginMiddleware(echo_app(), allow_origins=["https://app.example.com"], allow_missing=True)
     async with serve(app, ws=ws_impl) as server, opened(server.ws_url("/ws")) as conn:
         assert json.loads(await conn.recv())["origin"] is None
+
+
+# -- the refusal's log line names the refused origin, escaped --------------------------------
+
+
+async def test_refusal_line_names_the_origin_escaped_and_cut(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="asgi_ws")
+    app = OriginMiddleware(echo_app(), allow_origins=["https://good.com"])
+    forged = 'https://evil.com\r\n127.0.0.1:1 - "WebSocket /ws" [accepted]\x1b[2K'
+    cases = [
+        ([("origin", "https://evil.com")], "403 origin not allowed (Origin 'https://evil.com')"),
+        ([("origin", forged)], f"403 malformed Origin header (Origin {forged!r})"),
+        ([("origin", "https://a.io"), ("origin", "https://b.io")], "(Origin 'https://a.io', 'https://b.io')"),
+        ([("origin", "https://" + "a" * 5000 + ".com")], "... (5012 characters))"),
+        ([], "403 missing Origin header"),
+    ]
+    for headers, expected in cases:
+        caplog.clear()
+        await handshake(app, ws_scope(headers=headers))
+        (record,) = [r for r in caplog.records if r.name == "asgi_ws.handshake"]
+        line = record.getMessage()
+        assert line.endswith(expected), line
+        assert "\r" not in line and "\n" not in line and "\x1b" not in line and len(line) < 300
+
+
+def test_long_origins_are_decided_without_filling_the_cache() -> None:
+    policy = OriginPolicy(["https://good.com"], allow_same_origin=True)
+    for i in range(50):
+        assert policy.check([f"https://{'a' * 400}{i}.com"]) == "malformed Origin header"
+        assert policy.check(["https://good.com"], host="h" * 400 + str(i)) is None
+    assert policy.check(["https://good.com"], host="good.com") is None
+    assert policy._decide_one.cache_info().currsize == 1  # only the short origin and host

@@ -114,6 +114,9 @@ async def test_memory_store_shares_limits_and_forgets_idle_keys_first() -> None:
         ({"max_message_size": 0}, "max_message_size"),
         ({"shared_key": lambda s: "x"}, "go together"),
         ({"shared_key": lambda s: "x", "shared_rate": -1}, "shared_rate must be positive"),
+        ({"rate": 1, "close_code": 1006}, "close_code=1006 cannot be sent"),
+        ({"rate": 1, "close_code": 999}, "close_code=999 cannot be sent"),
+        ({"rate": 1, "close_code": 1008.0}, "close_code must be an int"),
     ],
 )
 def test_configuration_errors(kwargs: dict[str, Any], message: str) -> None:

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from asgi_ws import ConfigurationError, SubprotocolMiddleware, SubprotocolRejected
+from asgi_ws import AuthMiddleware, ConfigurationError, SubprotocolMiddleware, SubprotocolRejected
+from asgi_ws.auth import SubprotocolToken
 from asgi_ws.middleware.subprotocol import select_subprotocol
 from asgi_ws.types import Scope
 from tests.support.apps import Probe, echo_app
@@ -126,3 +127,25 @@ async def test_subprotocol_end_to_end(ws_impl: str) -> None:
     async with serve(client_first, ws=ws_impl) as server:
         async with opened(server.ws_url("/ws"), subprotocols=["chat.v1", "chat.v2"]) as conn:
             assert conn.subprotocol == "chat.v1"
+
+
+async def test_refusal_line_names_what_the_client_offered_never_a_token(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="asgi_ws")
+    # Wrongly placed outside AuthMiddleware, it still never logs a token subprotocol.
+    app = SubprotocolMiddleware(
+        AuthMiddleware(echo_app(), backend=SubprotocolToken(lambda token: "alice", prefix="tok.")),
+        supported=["chat.v2"],
+    )
+    offers = [
+        (["mqtt", "tok.SECRET-TOKEN"], "(offered 'mqtt', 'tok.'[redacted])"),
+        ([f"p{i}" for i in range(20)], "(offered 'p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7' and 12 more)"),
+        (["x\x1b[31m" + "y" * 100], "(offered 'x\\x1b[31m" + "y" * 34 + "'... (106 characters))"),
+        ([], "(offered nothing)"),
+    ]
+    for offered, expected in offers:
+        caplog.clear()
+        outcome, _ = await handshake(app, ws_scope(subprotocols=offered))
+        assert outcome.status == 400
+        (record,) = [r for r in caplog.records if r.name == "asgi_ws.handshake"]
+        assert record.getMessage().endswith(expected), record.getMessage()
+    assert "SECRET-TOKEN" not in caplog.text and "\x1b" not in caplog.text
