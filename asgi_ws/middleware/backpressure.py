@@ -21,8 +21,8 @@ class BackpressureMiddleware:
     Args:
         app: the ASGI application to wrap.
         max_messages: messages queued at most per connection (default 1000); None: no count limit.
-        max_bytes: payload queued at most per connection, bytes of binary and characters of
-            text (default 1 MiB); None: no byte limit. At least one limit is required.
+        max_bytes: payload queued at most per connection, in bytes: bytes of binary and UTF-8
+            bytes of text (default 1 MiB); None: no byte limit. At least one limit is required.
         policy: what happens to a message that does not fit: ``"drop_oldest"`` (default),
             ``"drop_newest"``, ``"conflate"`` (keep the newest message per key),
             ``"block"`` (the app's send waits for room, up to ``block_timeout``) or
