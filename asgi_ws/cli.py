@@ -6,6 +6,8 @@ Serves ``PubSubApp`` at ``--path`` (``/ws``) behind OriginMiddleware (same-origi
 allowed, plus ``--allow-origin``), HeartbeatMiddleware, ResumeMiddleware (``--resume-window``),
 BackpressureMiddleware and RateLimitMiddleware; the demo page at ``/`` and the browser client
 at ``/asgi-ws.js``. Several processes on one Redis, PostgreSQL or NATS broker form one cluster.
+On SIGTERM/SIGINT it drains (``asgi_ws.server``): queued messages are flushed, connections closed
+with 1001, new handshakes refused with 503, within ``--drain-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from importlib import resources
 from typing import Any
 
 from .deny import deny
+from .drain import DRAIN_TIMEOUT
 from .middleware.backpressure import BackpressureMiddleware
 from .middleware.heartbeat import HeartbeatMiddleware
 from .middleware.origin import OriginMiddleware
@@ -27,6 +30,9 @@ from .middleware.resume import ResumeMiddleware
 from .pubsub import PubSubApp
 from .rooms import Rooms
 from .types import ASGIApp, Receive, Scope, Send
+
+#: Seconds uvicorn's own shutdown may take after the drain (connections the drain left get 1012).
+SHUTDOWN_GRACE = 5
 
 STATIC = {
     "/": ("demo.html", b"text/html; charset=utf-8"),
@@ -160,6 +166,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (needs asgi-ws[metrics])"
     )
     serve.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation")
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT,
+        help="seconds a shutdown (SIGTERM, Ctrl+C) gives connections to flush before closing them with 1001",
+    )
     serve.add_argument("--log-level", default="info")
     return parser.parse_args(argv)  # fmt: skip
 
@@ -167,7 +179,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - asgi_ws.server runs it; say what is missing first
     except ModuleNotFoundError:
         print("asgi-ws serve needs uvicorn: pip install 'asgi-ws[server]'", file=sys.stderr)
         return 2
@@ -189,8 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume_keys=[k for k in os.environ.get("ASGI_WS_RESUME_KEYS", "").split(",") if k],
     )
     options: dict[str, Any] = {"host": args.host, "port": args.port, "ws": args.ws, "log_level": args.log_level}
-    uvicorn.run(app, log_config=uvicorn_log_config(), lifespan="on", **options)
-    return 0
+    from .server import run  # drains before uvicorn's own shutdown (docs/shutdown.md)
+
+    server = run(
+        app,
+        drain_timeout=args.drain_timeout,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        log_config=uvicorn_log_config(),
+        lifespan="on",
+        **options,
+    )
+    return 0 if server.started else 3
 
 
 if __name__ == "__main__":  # pragma: no cover

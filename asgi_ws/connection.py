@@ -14,7 +14,9 @@ A WebSocket passing through several asgi_ws middlewares gets exactly one
   ``receive`` returns a ``websocket.disconnect`` carrying the library's code and reason, even
   when the close frame cannot be written because the client stopped reading; its later sends
   raise :class:`~asgi_ws.exceptions.ConnectionClosed`, the ``OSError`` the ASGI spec asks for;
-- timers that die with the connection.
+- timers that die with the connection;
+- its entry in the drain's registry while its application runs, and the 503 of a handshake
+  arriving while the process drains (:mod:`asgi_ws.drain`).
 
 Only the outermost layer wraps ``receive`` and ``send``; inner layers configure slots and
 add hooks, so the per-message cost does not grow with the number of middlewares.
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._scope import client_address, log_path, namespace
 from .close_codes import truncate_reason
+from .drain import LIVE, draining, left, refuse
 from .exceptions import ConfigurationError, ConnectionClosed
 from .outbound import WAIT, Outbound
 from .protocol import PREFIX
@@ -402,14 +405,24 @@ class Connection:
         return self._run_outermost(app, scope, receive, send)
 
     async def _run_outermost(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        if draining(self._loop):  # shutting down (asgi_ws.drain): refused before the app runs
+            try:
+                await refuse(scope, send)
+            finally:
+                self._end()
+            return
+        LIVE.add(self)  # what a drain closes: one set entry per running connection
         try:
             await app(scope, receive, send)
         finally:
-            if self.close_code is not None:
-                await self.outbound.wait_closed(CLOSE_TIMEOUT)
-            elif self.outbound.backlogged:
-                await self.outbound.flush(FLUSH_TIMEOUT)
-            self._end()
+            try:
+                if self.close_code is not None:
+                    await self.outbound.wait_closed(CLOSE_TIMEOUT)
+                elif self.outbound.backlogged:
+                    await self.outbound.flush(FLUSH_TIMEOUT)
+                self._end()
+            finally:
+                left(self)
 
     def _end(self) -> None:
         if self.ended:

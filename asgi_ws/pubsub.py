@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .connection import Connection, attach_session
+from .drain import DRAIN_TIMEOUT, drain
 from .exceptions import ConfigurationError, PermissionDenied
 from .protocol import ProtocolError, field
 from .rooms import PresenceEvent, Rooms
@@ -40,6 +41,8 @@ class PubSubApp:
         allow_publish: False makes the endpoint subscribe-only for clients (the server
             publishes through ``rooms.publish``).
         echo: deliver a client's publishes to itself too.
+        drain_timeout: seconds the lifespan shutdown gives the process's connections to drain
+            (:func:`asgi_ws.drain.drain`) before the rooms close.
 
     Without an asgi_ws session middleware around it, the app adds the connection shell
     itself (control protocol, bounded outbound queue from ``rooms.default_limits``); put
@@ -56,6 +59,7 @@ class PubSubApp:
         max_publish_bytes: int = 65_536,
         allow_publish: bool = True,
         echo: bool = False,
+        drain_timeout: float = DRAIN_TIMEOUT,
     ) -> None:
         if max_subscriptions < 1 or max_publish_bytes < 1:
             raise ConfigurationError("max_subscriptions and max_publish_bytes must be positive")
@@ -65,6 +69,7 @@ class PubSubApp:
         self.max_publish_bytes = max_publish_bytes
         self.allow_publish = allow_publish
         self.echo = echo
+        self.drain_timeout = drain_timeout
         self._features = {
             "pubsub": {
                 "max_subscriptions": max_subscriptions,
@@ -126,6 +131,7 @@ class PubSubApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await drain(self.drain_timeout)  # under plain uvicorn, after its 1012s: see docs/shutdown.md
                 await self.rooms.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -16,10 +16,12 @@ SUBMODULES = [
     "asgi_ws.close_codes",
     "asgi_ws.connection",
     "asgi_ws.deny",
+    "asgi_ws.drain",
     "asgi_ws.exceptions",
     "asgi_ws.log",
     "asgi_ws.middleware",
     "asgi_ws.resume",
+    "asgi_ws.server",
     "asgi_ws.timers",
     "asgi_ws.types",
 ]
