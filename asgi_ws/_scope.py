@@ -15,9 +15,19 @@ NAMESPACE = "asgi_ws"
 
 
 def user_identity(scope: Scope) -> Any:
-    """The ``identity`` of an authenticated ``scope["user"]`` (AuthMiddleware's user), else None."""
+    """The ``identity`` of an authenticated ``scope["user"]`` (AuthMiddleware's user), else None.
+
+    A user without one (a Django user) is identified by its primary key, as a string: the id
+    a ticket issued for it carries, so both ways of authenticating name the same user.
+    """
     user = scope.get("user")
-    return getattr(user, "identity", None) if getattr(user, "is_authenticated", False) else None
+    if not getattr(user, "is_authenticated", False):
+        return None
+    identity = getattr(user, "identity", None)
+    if identity is None:
+        pk = getattr(user, "pk", None)
+        identity = str(pk) if pk is not None else None
+    return identity
 
 
 def header_values(scope: Scope, name: bytes) -> list[str]:

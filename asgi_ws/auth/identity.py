@@ -66,6 +66,9 @@ class Identity:
             connection is closed with 4401 when it passes. None: never.
         claims: anything else the backend learned (token claims, ticket payload).
         backend: name of the backend that authenticated the connection.
+        extra_scope: entries the backend adds to the application's scope beside ``user``
+            and ``auth`` (``DjangoSessionBackend``: Django's ``session``); ``authorize``
+            sees them too.
     """
 
     user: Any
@@ -73,6 +76,7 @@ class Identity:
     expires_at: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
     backend: str = ""
+    extra_scope: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_authenticated(self) -> bool:

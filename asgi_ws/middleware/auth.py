@@ -82,7 +82,8 @@ class AuthMiddleware:
         backend: one backend or a list tried in order; the first that finds credentials
             decides. A plain callable ``authenticate(scope)`` is accepted as a backend.
         authorize: optional ``authorize(scope, identity) -> bool`` (sync or async) run
-            after authentication; False, or raising ``PermissionDenied``, refuses with 403.
+            after authentication, with ``scope["user"]`` already the identity's user;
+            False, or raising ``PermissionDenied``, refuses with 403.
         allow_anonymous: accept handshakes that carry no credentials at all, with
             ``scope["user"]`` an :class:`~asgi_ws.auth.AnonymousUser`. Bad credentials
             are still refused.
@@ -162,7 +163,7 @@ class AuthMiddleware:
                 raise CredentialsExpired("credentials expired", detail=f"{identity.backend}: expires_at has passed")
             if self.authorize is not None:
                 step[0] = "authorize"
-                allowed = self.authorize(scope, identity)
+                allowed = self.authorize(_inner_scope(scope, identity), identity)
                 if inspect.isawaitable(allowed):
                     allowed = await allowed
                 step[0] = ""
@@ -194,9 +195,7 @@ class AuthMiddleware:
             detail = ": ".join(part for part in (step[0], exc.detail) if part)
             await deny_with(scope, send, exc, refused_by="AuthMiddleware", detail=detail)
             return
-        scope = child_scope(scope)
-        scope["user"] = identity.user
-        scope["auth"] = identity
+        scope = _inner_scope(scope, identity)
         namespace(scope)["identity"] = identity
         hidden = self._hidden_subprotocols(scope)
         if hidden:
@@ -210,6 +209,16 @@ class AuthMiddleware:
         code = self.expired_close_code
         conn.on_accept(lambda: conn.call_at_wall_time(expires_at, lambda: conn.close(code, "credentials expired")))
         await conn.run(self.app, scope, receive, send)
+
+
+def _inner_scope(scope: Scope, identity: Identity) -> Scope:
+    """The scope the app and ``authorize`` see: a copy with the user, the identity and the
+    backend's extra entries (``authorize`` reading ``scope["user"]`` gets the user)."""
+    inner = child_scope(scope)
+    inner.update(identity.extra_scope)
+    inner["user"] = identity.user
+    inner["auth"] = identity
+    return inner
 
 
 def _never_select(send: Send, hidden: set[str]) -> Send:
