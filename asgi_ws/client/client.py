@@ -431,7 +431,7 @@ class Client:
 
     async def _backoff(self, now: float, code: int | None, reason: str, exc: BaseException | None) -> bool:
         """Wait before the next attempt; return False when the client gave up or was closed."""
-        delay = self._attempts.next_delay(now)
+        delay = self._attempts.next_delay(now, code)  # at once after 1001/1012 (policy.RESTART_CODES)
         attempt = self._attempts.attempt
         if delay is None:
             self._emit("gave_up", code=code, reason=reason, attempt=attempt, exception=exc)

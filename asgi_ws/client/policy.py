@@ -30,6 +30,11 @@ STOP_CODES: frozenset[int] = frozenset(
     }
 )
 
+#: Close codes of a server going away (a drain's 1001) or restarting (uvicorn's 1012): the
+#: service itself is fine, another worker (or the restarted one) takes the client now, so the
+#: first reconnection after one waits only ``Backoff.restart_jitter``, not the backoff.
+RESTART_CODES: frozenset[int] = frozenset({CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART})
+
 #: HTTP statuses of a refused handshake that are worth another attempt.
 RETRY_STATUSES: frozenset[int] = frozenset({408, 425, 429})
 
@@ -55,12 +60,17 @@ class Backoff:
             reconnect).
         reset_after: seconds a connection must stay up for the attempt counter to go back
             to 0 (default 10), so a server that accepts and drops at once is not hammered.
+        restart_jitter: seconds; after a close with 1001 or 1012 (:data:`RESTART_CODES`) the
+            first attempt waits a delay drawn from ``[0, restart_jitter]`` instead of the
+            backoff (default 0.25: the clients of a drained worker come back at once, spread
+            over a quarter of a second rather than all in the same millisecond).
     """
 
     base: float = 0.5
     cap: float = 30.0
     max_attempts: int | None = None
     reset_after: float = 10.0
+    restart_jitter: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.base > 0 or not self.cap >= self.base:
@@ -69,6 +79,8 @@ class Backoff:
             raise ConfigurationError("Backoff max_attempts must be >= 0, or None to retry forever")
         if not self.reset_after >= 0:
             raise ConfigurationError("Backoff reset_after must be >= 0 seconds")
+        if not self.restart_jitter >= 0:
+            raise ConfigurationError("Backoff restart_jitter must be >= 0 seconds")
 
     def ceiling(self, attempt: int) -> float:
         """The longest delay before attempt ``attempt`` (0-based): ``min(cap, base * 2**attempt)``."""
@@ -100,10 +112,13 @@ class Attempts:
         """A connection opened at ``now`` (seconds on any monotonic clock)."""
         self._up_since = now
 
-    def next_delay(self, now: float) -> float | None:
+    def next_delay(self, now: float, code: int | None = None) -> float | None:
         """After a failure or a drop at ``now``: the delay before the next attempt, or None to give up.
 
         A connection that stayed up ``reset_after`` seconds or more resets the count first.
+        ``code`` is the close code of the connection that ended (None for a failed attempt):
+        after 1001/1012 the first attempt in a row waits only ``restart_jitter``; it still
+        counts, so a server that keeps accepting and going away gets the backoff.
         """
         if self._up_since is not None and now - self._up_since >= self.backoff.reset_after:
             self.attempt = 0
@@ -111,7 +126,10 @@ class Attempts:
         limit = self.backoff.max_attempts
         if limit is not None and self.attempt >= limit:
             return None
-        delay = self.backoff.delay(self.attempt, self.random)
+        if code in RESTART_CODES and self.attempt == 0:
+            delay = self.random() * self.backoff.restart_jitter
+        else:
+            delay = self.backoff.delay(self.attempt, self.random)
         self.attempt += 1
         return delay
 
@@ -173,6 +191,7 @@ def ack_due(count: int, acked: int, now: float, last_ack_at: float) -> bool:
 __all__ = [
     "ACK_EVERY",
     "ACK_INTERVAL",
+    "RESTART_CODES",
     "RETRY_STATUSES",
     "STOP_CODES",
     "Action",

@@ -4,7 +4,8 @@
  * Speaks the asgi_ws control protocol (docs/protocol.md): says hello, answers the server's
  * heartbeat pings and sends its own (browsers cannot see WebSocket protocol pings, so this is
  * how a page notices a dead connection), subscribes to channels of a PubSubApp and publishes
- * to them, and reconnects with exponential backoff and full jitter. Where the server runs
+ * to them, and reconnects with exponential backoff and full jitter (at once after a 1001 or
+ * 1012 close: the server went away or restarts, another takes the client). Where the server runs
  * ResumeMiddleware it resumes its session: the messages missed while disconnected arrive, in
  * order, exactly once, and the subscriptions come back with the session (protocol §9);
  * elsewhere it restores its subscriptions itself. Include it with
@@ -21,12 +22,14 @@
 
   const PREFIX = '{"$ws"';
   const NO_RECONNECT = new Set([1000, 4409]); // closed on purpose; the session moved elsewhere
+  const RESTART = new Set([1001, 1012]);      // going away (a drain), restarting: come back at once
 
   class AsgiWs {
     constructor(url, options = {}) {
       this.url = url;
       this.protocols = options.protocols;
-      this.backoff = Object.assign({base: 0.5, cap: 30, maxAttempts: Infinity, resetAfter: 10}, options.backoff || {});
+      this.backoff = Object.assign({base: 0.5, cap: 30, maxAttempts: Infinity, resetAfter: 10, restartJitter: 0.25},
+                                   options.backoff || {});
       this.pingInterval = options.pingInterval ?? 15;    // seconds of silence before the client pings
       this.pingTimeout = options.pingTimeout ?? 10;      // seconds a ping has to be answered
       this.maxBuffered = options.maxBuffered ?? 100;     // publishes kept while reconnecting
@@ -159,7 +162,10 @@
         this.emit("giveup", cause);
         return;
       }
-      const delay = Math.random() * Math.min(this.backoff.cap, this.backoff.base * 2 ** this.attempt);
+      // After 1001/1012 the first attempt in a row waits only the restart jitter, not the backoff.
+      const ceiling = RESTART.has(cause.code) && this.attempt === 0
+        ? this.backoff.restartJitter : Math.min(this.backoff.cap, this.backoff.base * 2 ** this.attempt);
+      const delay = Math.random() * ceiling;
       this.attempt += 1;
       this._setState("reconnecting");
       this.emit("reconnecting", {attempt: this.attempt, delay, ...cause});

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asgi_ws.client import STOP_CODES, Backoff, close_action, refusal_action
-from asgi_ws.client.policy import ACK_INTERVAL, Attempts, ack_due, heartbeat_step
+from asgi_ws.client.policy import ACK_INTERVAL, RESTART_CODES, Attempts, ack_due, heartbeat_step
 from asgi_ws.client.resume import ResumeState
 from asgi_ws.exceptions import ConfigurationError
 
@@ -45,8 +45,25 @@ def test_max_attempts_zero_never_reconnects_and_none_never_gives_up() -> None:
     assert forever.attempt == 100
 
 
+def test_after_1001_or_1012_the_first_attempt_in_a_row_waits_only_the_restart_jitter() -> None:
+    attempts = Attempts(Backoff(base=4.0, cap=60.0, restart_jitter=0.25), random=lambda: 1.0)
+    attempts.connected(0.0)
+    assert attempts.next_delay(3.0, 1001) == 0.25  # a drained worker: at once (jitter only), not 4 s
+    assert attempts.next_delay(3.1) == 8.0  # that attempt counted: the next failure backs off
+    attempts.connected(20.0)
+    assert attempts.next_delay(25.0, 1012) == 16.0  # up 5 s only: a server going away again and again backs off
+    attempts.connected(30.0)
+    assert attempts.next_delay(45.0, 1012) == 0.25  # up reset_after: at once again
+    for code in (1006, 1011, 1013, 4408, None):
+        fresh = Attempts(Backoff(base=4.0, restart_jitter=0.25), random=lambda: 1.0)
+        assert fresh.next_delay(0.0, code) == 4.0  # every other end waits the backoff
+    assert Attempts(Backoff(restart_jitter=0.0)).next_delay(0.0, 1001) == 0.0
+    assert {1001, 1012} == set(RESTART_CODES)
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"base": 0}, {"base": 2.0, "cap": 1.0}, {"max_attempts": -1}, {"reset_after": -1.0}]
+    "kwargs",
+    [{"base": 0}, {"base": 2.0, "cap": 1.0}, {"max_attempts": -1}, {"reset_after": -1.0}, {"restart_jitter": -0.1}],
 )
 def test_backoff_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
