@@ -112,8 +112,11 @@ def uvicorn_process(
         yield server
 
 
-def asgi_ws_serve(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Any:
-    """``asgi-ws serve`` (the main job) in a child process on ``port`` (default: a free one)."""
+def asgi_ws_serve(*args: str, port: int | None = None, env: dict[str, str] | None = None, stderr: Any = None) -> Any:
+    """``asgi-ws serve`` (the main job) in a child process on ``port`` (default: a free one).
+
+    ``stderr``: a file to write the server's log to (default: the test's own stderr).
+    """
     port = port or free_port()
     cmd = [sys.executable, "-m", "asgi_ws.cli", "serve", "--port", str(port), "--log-level", "warning", *args]
-    return server_process(cmd, port, env=env)
+    return server_process(cmd, port, env=env, stderr=stderr)
