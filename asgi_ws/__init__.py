@@ -1,7 +1,7 @@
 """asgi_ws: production WebSockets for any ASGI application.
 
 Composable middlewares (origin allow-lists, handshake auth, subprotocol negotiation,
-heartbeat, backpressure, rate limits...)
+connection limits, heartbeat, backpressure, rate limits...)
 that work around any ASGI WebSocket endpoint: Starlette, FastAPI, Django Channels or a bare
 ASGI callable. This module imports no optional dependency.
 """
@@ -26,6 +26,7 @@ from .exceptions import SubprotocolRejected as SubprotocolRejected
 from .middleware.auth import AuthMiddleware as AuthMiddleware
 from .middleware.backpressure import BackpressureMiddleware as BackpressureMiddleware
 from .middleware.backpressure import queue_stats as queue_stats
+from .middleware.connlimit import ConnectionLimitMiddleware as ConnectionLimitMiddleware
 from .middleware.heartbeat import HeartbeatMiddleware as HeartbeatMiddleware
 from .middleware.origin import OriginMiddleware as OriginMiddleware
 from .middleware.ratelimit import RateLimitMiddleware as RateLimitMiddleware
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "Connection",
     "ConnectionClosed",
+    "ConnectionLimitMiddleware",
     "CredentialsExpired",
     "HandshakeRejected",
     "HeartbeatMiddleware",

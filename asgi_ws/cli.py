@@ -23,6 +23,7 @@ from typing import Any
 from .deny import deny
 from .drain import DRAIN_TIMEOUT
 from .middleware.backpressure import BackpressureMiddleware
+from .middleware.connlimit import ConnectionLimitMiddleware, default_max_connections
 from .middleware.heartbeat import HeartbeatMiddleware
 from .middleware.origin import OriginMiddleware
 from .middleware.ratelimit import RateLimitMiddleware
@@ -50,6 +51,8 @@ def build_app(
     heartbeat_interval: float = 20.0,
     rate: float = 50.0,
     max_message_size: int = 65_536,
+    max_connections: int | None = 10_000,
+    max_connections_per_ip: int | None = 100,
     demo: bool = True,
     metrics: bool = False,
     resume_window: float = 120.0,
@@ -60,6 +63,8 @@ def build_app(
 
     ``resume_window`` 0 turns resumption off; ``resume_keys`` sign the resume tokens (processes
     sharing a ``session_store`` need the same keys; by default a random key per process).
+    ``max_connections`` / ``max_connections_per_ip`` (None or 0: no limit) cap open sockets
+    before any other check (ConnectionLimitMiddleware, outermost).
     """
     rooms = Rooms(broker, namespace=namespace)
     pubsub = PubSubApp(rooms, max_publish_bytes=max_message_size)
@@ -76,7 +81,13 @@ def build_app(
         allow_origins=["*"] if allow_any_origin else list(allow_origins),
         allow_same_origin=True,
     )
-    scrape = _metrics(pubsub.rooms, backpressure, ratelimit, session) if metrics else None
+    limit = None
+    if max_connections or max_connections_per_ip:  # outermost: a full server checks nothing else
+        limit = ConnectionLimitMiddleware(
+            endpoint, max_connections=max_connections or None, max_per_ip=max_connections_per_ip or None
+        )
+    guarded: ASGIApp = limit or endpoint
+    scrape = _metrics(pubsub.rooms, backpressure, ratelimit, session, limit) if metrics else None
     files = {route: (resources.files("asgi_ws.static") / name).read_bytes() for route, (name, _) in STATIC.items()}
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,7 +96,7 @@ def build_app(
             await pubsub(scope, receive, send)  # starts and closes the rooms (the broker)
         elif kind == "websocket":
             if scope["path"] == path:
-                await endpoint(scope, receive, send)
+                await guarded(scope, receive, send)
             else:
                 await deny(scope, send, 404, f"no WebSocket endpoint here; try {path}", refused_by="asgi-ws serve")
         elif kind == "http":
@@ -102,7 +113,7 @@ def build_app(
     return app
 
 
-def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any, session: Any) -> Any:
+def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any, session: Any, limit: Any) -> Any:
     from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
     from .metrics import AsgiWsCollector
@@ -110,7 +121,12 @@ def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any, session: Any) -> A
     registry = CollectorRegistry()
     resume = [session] if isinstance(session, ResumeMiddleware) else []
     collector = AsgiWsCollector(
-        rooms=[rooms], backpressure=[backpressure], ratelimit=[ratelimit], resume=resume, names=["ws"]
+        rooms=[rooms],
+        backpressure=[backpressure],
+        ratelimit=[ratelimit],
+        resume=resume,
+        connlimit=[limit] if limit is not None else [],
+        names=["ws"],
     )
     registry.register(collector)
     ProcessCollector(registry=registry)
@@ -161,6 +177,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     serve.add_argument("--heartbeat-interval", type=float, default=20.0)
     serve.add_argument("--rate", type=float, default=50.0, help="messages per second per connection")
     serve.add_argument("--max-message-size", type=int, default=65_536)
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=default_max_connections(),
+        help="open WebSockets at most in this process, beyond: 503 (default: 10000, or the open-file limit "
+        "minus 100; 0: no limit)",
+    )
+    serve.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=100,
+        help="open WebSockets at most per client address (IPv6: per /64), beyond: 429 (0: no limit)",
+    )
     serve.add_argument("--no-demo", action="store_true", help="do not serve the demo page")
     serve.add_argument(
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics (needs asgi-ws[metrics])"
@@ -194,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         heartbeat_interval=args.heartbeat_interval,
         rate=args.rate,
         max_message_size=args.max_message_size,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
         demo=not args.no_demo,
         metrics=args.metrics,
         resume_window=args.resume_window,

@@ -6,7 +6,7 @@ turns them into Prometheus metric families on each scrape through a custom colle
     from prometheus_client import REGISTRY, make_asgi_app
     from asgi_ws.metrics import AsgiWsCollector
 
-    REGISTRY.register(AsgiWsCollector(rooms=[rooms], backpressure=[bp], ratelimit=[rl]))
+    REGISTRY.register(AsgiWsCollector(rooms=[rooms], backpressure=[bp], ratelimit=[rl], connlimit=[cl]))
     app.mount("/metrics", make_asgi_app())
 
 Needs ``prometheus_client`` (``pip install 'asgi-ws[metrics]'``).
@@ -37,6 +37,7 @@ class AsgiWsCollector:
         backpressure: BackpressureMiddleware instances (labelled ``0``, ``1``... or by ``names``).
         ratelimit: RateLimitMiddleware instances (same labels).
         resume: ResumeMiddleware instances (same labels).
+        connlimit: ConnectionLimitMiddleware instances (same labels).
         names: labels for the middlewares, in order.
     """
 
@@ -47,12 +48,14 @@ class AsgiWsCollector:
         backpressure: Iterable[Any] = (),
         ratelimit: Iterable[Any] = (),
         resume: Iterable[Any] = (),
+        connlimit: Iterable[Any] = (),
         names: Sequence[str] = (),
     ) -> None:
         self.rooms = list(rooms)
         self.backpressure = list(backpressure)
         self.ratelimit = list(ratelimit)
         self.resume = list(resume)
+        self.connlimit = list(connlimit)
         self.names = list(names)
         _families()  # fail at registration, not at the first scrape
 
@@ -118,6 +121,26 @@ class AsgiWsCollector:
         yield from sessions.values()
         yield refused
         yield live
+
+        limited = gauge(
+            "asgi_ws_connlimit_open", "Connections admitted by a connection limit, open now", labels=["middleware"]
+        )
+        ceiling = gauge("asgi_ws_connlimit_max", "max_connections of a connection limit", labels=["middleware"])
+        over = counter(
+            "asgi_ws_connlimit_refused",
+            "Handshakes refused over a limit (global, ip, user)",
+            labels=["middleware", "limit"],
+        )
+        for index, middleware in enumerate(self.connlimit):
+            label = [self._name(index)]
+            limited.add_metric(label, middleware.open)
+            if middleware.counter.max_connections is not None:
+                ceiling.add_metric(label, middleware.counter.max_connections)
+            for limit, count in middleware.refused.items():
+                over.add_metric([*label, limit], count)
+        yield limited
+        yield ceiling
+        yield over
 
         rooms = {name: counter(f"asgi_ws_rooms_{name}", help_, labels=["namespace"]) for name, help_ in (
             ("published", "Messages published through Rooms"),

@@ -20,6 +20,7 @@ SUBMODULES = [
     "asgi_ws.exceptions",
     "asgi_ws.log",
     "asgi_ws.middleware",
+    "asgi_ws.middleware.connlimit",
     "asgi_ws.resume",
     "asgi_ws.server",
     "asgi_ws.timers",
@@ -35,7 +36,7 @@ def test_all_names_exist_and_are_unique() -> None:
 
 def test_top_level_reexports_every_exception_and_middleware() -> None:
     assert set(exceptions.__all__) <= set(asgi_ws.__all__)
-    for name in ("OriginMiddleware", "AuthMiddleware", "SubprotocolMiddleware"):
+    for name in ("OriginMiddleware", "AuthMiddleware", "SubprotocolMiddleware", "ConnectionLimitMiddleware"):
         assert name in asgi_ws.__all__
 
 

@@ -2,6 +2,7 @@
 
 from .auth import AuthMiddleware as AuthMiddleware
 from .backpressure import BackpressureMiddleware as BackpressureMiddleware
+from .connlimit import ConnectionLimitMiddleware as ConnectionLimitMiddleware
 from .heartbeat import HeartbeatMiddleware as HeartbeatMiddleware
 from .origin import OriginMiddleware as OriginMiddleware
 from .ratelimit import RateLimitMiddleware as RateLimitMiddleware
@@ -10,6 +11,7 @@ from .subprotocol import SubprotocolMiddleware as SubprotocolMiddleware
 __all__ = [
     "AuthMiddleware",
     "BackpressureMiddleware",
+    "ConnectionLimitMiddleware",
     "HeartbeatMiddleware",
     "OriginMiddleware",
     "RateLimitMiddleware",
