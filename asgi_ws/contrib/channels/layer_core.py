@@ -1,0 +1,627 @@
+"""The state of a :class:`~asgi_ws.contrib.channels.BrokerChannelLayer` on one event loop: its
+broker connection, the buffers of its channels, the local members of its groups.
+
+- A channel of this process (``prefix.<node>!suffix``, from ``new_channel``) is an
+  :class:`Inbox`: a bounded deque of ``(expires_at, encoded message)`` and the futures of the
+  ``receive()`` calls waiting on it. A message leaves the deque only inside a ``receive()``
+  that returns it, with no ``await`` in between: a cancelled ``receive()`` takes nothing.
+- A group here is its local members' inboxes. ``group_send`` fans out to them at once and
+  publishes once on the group's broker channel; every other process that has members
+  fans out the same way, and a process ignores its own echo.
+- A send to another process's channel is one publish on that process's broker channel;
+  a send to a general name (no ``!``) one publish on the name's broker channel, to which
+  every process that ``receive()``\\ s on the name subscribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...brokers import BrokerEvent, MemoryBroker, broker_from_url
+from ...exceptions import BrokerClosed, BrokerError
+from . import layer_wire as wire
+
+if TYPE_CHECKING:
+    from .layer import BrokerChannelLayer
+
+logger = logging.getLogger("asgi_ws.channels")
+
+#: Seconds a subscription's probe may take to come back before ``group_add`` returns anyway.
+PROBE_TIMEOUT = 5.0
+
+
+class Inbox:
+    """The buffer of one channel in this process, and the ``receive()`` calls waiting on it."""
+
+    __slots__ = ("capacity", "general", "groups", "items", "name", "used_at", "waiters")
+
+    def __init__(self, name: str, capacity: int, general: bool) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.general = general  # a general name (no "!"): this process listens on its broker channel
+        self.items: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.groups: set[str] = set()
+        self.used_at = 0.0
+
+    def put(self, payload: bytes, expires: float) -> bool:
+        """Buffer ``payload`` and wake one waiting ``receive()``; False when full."""
+        items = self.items
+        if len(items) >= self.capacity:
+            return False
+        items.append((expires, payload))
+        self.wake()
+        return True
+
+    def wake(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class Group:
+    """The members of a group in this process: its own channels and forwarded general names."""
+
+    __slots__ = ("channel", "forwards", "joined", "members", "name")
+
+    def __init__(self, name: str, channel: str) -> None:
+        self.name = name
+        self.channel = channel  # its broker channel
+        self.members: dict[str, Inbox] = {}
+        self.forwards: set[str] = set()  # general names, reached through their broker channel
+        self.joined: dict[str, float] = {}  # every member -> when it joined, oldest first
+
+
+class Report:
+    """What the layer had to drop, counted by reason and logged in aggregate: one WARNING line
+    right after a burst (one fan-out that filled a thousand channels is one line), then at most
+    one per ``interval`` seconds. Never one line per message, never silent."""
+
+    REASONS: ClassVar[dict[str, str]] = {
+        "full": "over capacity (dropped)",
+        "expired": "expired unread",
+        "malformed": "malformed broker messages (ignored)",
+        "unroutable": "sent to a channel of no process here",
+        "left": "channels removed from their groups (an unread message expired, or group_expiry)",
+    }
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.pending: dict[str, int] = {}
+        self.examples: dict[str, str] = {}
+        self.next_at = 0.0
+        self.handle: asyncio.Handle | None = None
+
+    def add(self, reason: str, count: int, example: str) -> None:
+        if count <= 0:
+            return
+        self.pending[reason] = self.pending.get(reason, 0) + count
+        self.examples.setdefault(reason, example)
+        if self.handle is None:
+            delay = self.next_at - self.loop.time()
+            self.handle = self.loop.call_later(delay, self.flush) if delay > 0 else self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.handle = None
+        if not self.pending:
+            return
+        self.next_at = self.loop.time() + self.interval
+        parts = [
+            f"{count} {self.REASONS[reason]} (e.g. {self.examples[reason]})" for reason, count in self.pending.items()
+        ]
+        self.pending, self.examples = {}, {}
+        logger.warning(
+            "channel layer: %s; logged at most every %g s, totals in layer.stats", "; ".join(parts), self.interval
+        )
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.flush()
+
+
+class Subscriptions:
+    """Broker subscriptions that follow what is wanted, one change at a time per channel."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.active: set[str] = set()
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    async def sync(self, channel: str, wanted: Callable[[], bool]) -> None:
+        """Subscribe or unsubscribe ``channel`` so that it matches ``wanted()`` once this returns."""
+        if channel not in self._locks and wanted() == (channel in self.active):
+            return
+        lock, users = self._locks.setdefault(channel, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                want = wanted()
+                if want and channel not in self.active:
+                    await self.core.broker.subscribe(channel)
+                    self.active.add(channel)
+                    await self.core.probe()
+                elif not want and channel in self.active:
+                    self.active.discard(channel)
+                    try:
+                        await self.core.broker.unsubscribe(channel)
+                    except BrokerError as exc:  # nothing is delivered for it any more anyway
+                        logger.warning("channel layer could not unsubscribe %r: %s", channel, exc)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[channel]
+
+
+class Core:
+    """One event loop's share of a layer (see the module docstring)."""
+
+    def __init__(self, layer: BrokerChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
+        self.layer = layer
+        self.loop = loop
+        self.node = layer.node
+        self.stats = layer.stats
+        self.clock: Callable[[], float] = layer._clock
+        self.expiry = float(layer.expiry)
+        self.unpack = layer.codec.unpack
+        self.broker = broker_from_url(layer.url)
+        self.remote = not isinstance(self.broker, MemoryBroker)
+        self.inboxes: dict[str, Inbox] = {}
+        self.groups: dict[str, Group] = {}
+        self.subscriptions = Subscriptions(self)
+        self.report = Report(loop, layer.log_interval)
+        prefix = layer.prefix
+        self.node_channel = f"{prefix}:n:{self.node}"
+        self.all_channel = f"{prefix}:all"
+        self._group_prefix, self._general_prefix, self._node_prefix = f"{prefix}:g:", f"{prefix}:c:", f"{prefix}:n:"
+        self._probes: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._start_lock = asyncio.Lock()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.started = False
+        self.closed = False
+
+    # -- lifetime ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker and listen on this process's channels (once; retried after a failure).
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached.
+            BrokerClosed: the layer was closed on this loop.
+        """
+        if self.started:
+            return
+        async with self._start_lock:
+            if self.closed:
+                raise BrokerClosed("this channel layer was closed")
+            if self.started:
+                return
+            try:
+                await self.broker.connect(self.on_message, self.on_event)
+                if self.remote:
+                    await self.broker.subscribe(self.node_channel)
+                    await self.broker.subscribe(self.all_channel)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self.broker.close()
+                self.broker = broker_from_url(self.layer.url)
+                raise
+            self.started = True
+            self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
+            logger.info("channel layer on %s started (node %s)", self.broker.safe_url, self.node)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.started = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.report.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for inbox in self.inboxes.values():
+            for waiter in inbox.waiters:
+                if not waiter.done():
+                    waiter.set_exception(BrokerClosed("the channel layer was closed"))
+        self.inboxes.clear()
+        self.groups.clear()
+        await self.broker.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("channel layer: a background broker operation failed: %r", task.exception())
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self.broker.publish(channel, data)
+        self.stats.published += 1
+
+    async def probe(self) -> None:
+        """Publish to ourselves and wait for it: every subscription made before is then in
+        effect at the server (NATS confirms nothing; a later publish by anyone reaches us)."""
+        if not self.remote:
+            return
+        token = secrets.token_hex(8)
+        future = self._probes[token] = self.loop.create_future()
+        try:
+            await self.broker.publish(self.node_channel, wire.frame(wire.PROBE, self.node, token))
+            await asyncio.wait_for(future, PROBE_TIMEOUT)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "channel layer: a subscription on %s was not confirmed within %g s", self.broker.safe_url, PROBE_TIMEOUT
+            )
+        finally:
+            self._probes.pop(token, None)
+
+    # -- channels ------------------------------------------------------------------------------------
+
+    def inbox(self, name: str, general: bool = False) -> Inbox:
+        inbox = self.inboxes.get(name)
+        if inbox is None:
+            inbox = self.inboxes[name] = Inbox(name, self.layer.get_capacity(name), general)
+        return inbox
+
+    def release(self, inbox: Inbox) -> None:
+        """Forget an inbox nobody needs: empty, nobody waiting, in no group (general ones: see sweep)."""
+        unused = not inbox.items and not inbox.waiters and not inbox.groups and not inbox.general
+        if unused and self.inboxes.get(inbox.name) is inbox:
+            del self.inboxes[inbox.name]
+
+    def offer(self, inbox: Inbox, payload: bytes, expires: float) -> bool:
+        """Buffer ``payload`` in ``inbox``; when full, first drop what expired there."""
+        if inbox.put(payload, expires) or (self.purge(inbox, self.clock()) and inbox.put(payload, expires)):
+            self.stats.delivered += 1
+            return True
+        return False
+
+    def purge(self, inbox: Inbox, now: float) -> int:
+        """Drop the expired messages at the head of ``inbox``; its channel leaves its groups (an
+        unread message waited ``expiry`` seconds: the consumer is presumed gone)."""
+        items, count = inbox.items, 0
+        while items and items[0][0] <= now:
+            items.popleft()
+            count += 1
+        if count:
+            self.stats.expired += count
+            self.report.add("expired", count, f"channel {inbox.name!r}")
+            if inbox.groups:
+                groups, inbox.groups = inbox.groups, set()
+                for name in groups:
+                    self.leave_later(name, inbox.name)
+                self.stats.memberships_expired += len(groups)
+                self.report.add("left", len(groups), f"{inbox.name!r} from group {next(iter(groups))!r}")
+        return count
+
+    async def receive(self, name: str) -> dict[str, Any]:
+        owner = wire.owner_of(name)
+        if owner is None:
+            inbox = self.inboxes.get(name) or await self.listen(name)
+        elif owner == self.node:
+            inbox = self.inbox(name)
+        else:
+            raise ValueError(f"channel {name!r} was not made by this layer's new_channel(): nothing can reach it here")
+        items = inbox.items
+        while True:
+            if items:
+                if items[0][0] <= self.clock():
+                    self.purge(inbox, self.clock())
+                    continue
+                payload = items.popleft()[1]  # from here to the return, no await: nothing is lost
+                if inbox.general:
+                    inbox.used_at = self.clock()
+                elif not items:
+                    self.release(inbox)
+                return self.unpack(payload)  # type: ignore[no-any-return]
+            waiter = self.loop.create_future()
+            inbox.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    inbox.wake()  # woken, then cancelled before running: wake the next receiver instead
+                else:
+                    with contextlib.suppress(ValueError):
+                        inbox.waiters.remove(waiter)
+                self.release(inbox)
+                raise
+
+    def listening(self, name: str) -> bool:
+        inbox = self.inboxes.get(name)
+        return inbox is not None and inbox.general
+
+    async def listen(self, name: str) -> Inbox:
+        """Buffer what is sent to the general channel ``name`` from now on (subscribe to it)."""
+        inbox = self.inbox(name, general=True)
+        inbox.used_at = self.clock()
+        if self.remote:
+            await self.subscriptions.sync(self._general_prefix + name, lambda: self.listening(name))
+        return inbox
+
+    async def send(self, name: str, payload: bytes) -> None:
+        owner = wire.owner_of(name)
+        if owner == self.node or (owner is None and not self.remote):
+            inbox = self.inbox(name, general=owner is None)
+            if not self.offer(inbox, payload, self.clock() + self.expiry):
+                self.release(inbox)
+                from channels.exceptions import ChannelFull  # type: ignore[import-untyped]
+
+                raise ChannelFull(name)
+        elif not self.remote:
+            self.unroutable(f"channel {name!r}")
+        elif owner is None:
+            await self.publish(self._general_prefix + name, wire.frame(wire.CHANNEL, self.node, name, payload))
+        else:
+            await self.publish(self._node_prefix + owner, wire.frame(wire.CHANNEL, self.node, name, payload))
+
+    def deliver(self, name: str, payload: bytes, create: bool = False) -> None:
+        """A message for channel ``name`` of this process came from the broker (or a group's forward)."""
+        inbox = self.inboxes.get(name)
+        if inbox is None:
+            if not create and wire.owner_of(name) is None:
+                self.unroutable(f"general channel {name!r}, listened to no more")
+                return
+            inbox = self.inbox(name, general=wire.owner_of(name) is None)
+        if not self.offer(inbox, payload, self.clock() + self.expiry):
+            self.release(inbox)
+            self.stats.dropped_full += 1
+            self.report.add("full", 1, f"channel {name!r}")
+
+    def unroutable(self, what: str) -> None:
+        self.stats.unroutable += 1
+        self.report.add("unroutable", 1, what)
+
+    # -- groups ----------------------------------------------------------------------------------------
+
+    def group_channel(self, group: str) -> str:
+        return self._group_prefix + group
+
+    async def group_add(self, group: str, channel: str) -> None:
+        owner = wire.owner_of(channel)
+        if owner is not None and owner != self.node:  # its process keeps its memberships
+            if self.remote:
+                await self.publish(self._node_prefix + owner, wire.frame(wire.ADD, self.node, group, channel.encode()))
+            else:
+                self.unroutable(f"group_add of channel {channel!r}")
+            return
+        state = self.groups.get(group)
+        if state is None:
+            state = self.groups[group] = Group(group, self.group_channel(group))
+        state.joined.pop(channel, None)  # a new join moves it to the end (group_expiry restarts)
+        state.joined[channel] = self.clock()
+        if owner is None:
+            state.forwards.add(channel)
+        else:
+            inbox = self.inbox(channel)
+            state.members[channel] = inbox
+            inbox.groups.add(group)
+        await self.sync_group(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        owner = wire.owner_of(channel)
+        if owner is not None and owner != self.node:
+            if self.remote:
+                discard = wire.frame(wire.DISCARD, self.node, group, channel.encode())
+                await self.publish(self._node_prefix + owner, discard)
+            return
+        if owner is None and self.remote:  # any process may hold this forward
+            await self.publish(self.all_channel, wire.frame(wire.DISCARD, self.node, group, channel.encode()))
+        self.leave(group, channel)
+        await self.sync_group(group)
+
+    def leave(self, group: str, channel: str) -> bool:
+        """Take ``channel`` out of ``group`` here; True when that emptied the group (then
+        unsubscribe it: ``sync_group``)."""
+        state = self.groups.get(group)
+        if state is None or state.joined.pop(channel, None) is None:
+            return False
+        state.forwards.discard(channel)
+        inbox = state.members.pop(channel, None)
+        if inbox is not None:
+            inbox.groups.discard(group)
+            self.release(inbox)
+        if state.joined:
+            return False
+        del self.groups[group]
+        return True
+
+    def leave_later(self, group: str, channel: str) -> None:
+        """:meth:`leave`, from where no await is possible: the unsubscription runs as a task."""
+        if self.leave(group, channel) and self.remote:
+            self.spawn(self.sync_group(group))
+
+    async def sync_group(self, group: str) -> None:
+        if self.remote:
+            await self.subscriptions.sync(self.group_channel(group), lambda: group in self.groups)
+
+    async def group_send(self, group: str, payload: bytes) -> None:
+        state = self.groups.get(group)
+        if state is not None:
+            self.fan_out(state, payload)
+        if self.remote:
+            await self.publish(self.group_channel(group), wire.frame(wire.GROUP, self.node, group, payload))
+
+    def fan_out(self, state: Group, payload: bytes) -> None:
+        """Hand ``payload`` to every local member of ``state``: the hot loop, no await."""
+        now = self.clock()
+        if self.layer.group_expiry is not None and state.joined:
+            self.expire_members(state, now - self.layer.group_expiry)
+        expires = now + self.expiry
+        members = len(state.members)
+        full: list[Inbox] = []
+        for inbox in state.members.values():
+            if not inbox.put(payload, expires):
+                full.append(inbox)
+        dropped = 0
+        for inbox in full:  # outside the loop: purging changes the group
+            if not self.purge(inbox, now):
+                dropped += 1  # really full: this member misses the message
+            # else an unread message expired: the channel has just left its groups, this message included
+        self.stats.delivered += members - len(full)
+        if dropped:
+            self.stats.dropped_full += dropped
+            self.report.add("full", dropped, f"channel {full[0].name!r} of group {state.name!r}")
+        for name in state.forwards:
+            if self.remote:
+                self.spawn(
+                    self.publish(self._general_prefix + name, wire.frame(wire.CHANNEL, self.node, name, payload))
+                )
+            else:
+                self.deliver(name, payload, create=True)
+
+    def expire_members(self, state: Group, before: float) -> None:
+        joined = state.joined
+        expired = []
+        for channel, since in joined.items():
+            if since > before:
+                break
+            expired.append(channel)
+        for channel in expired:
+            self.leave_later(state.name, channel)
+        if expired:
+            self.stats.memberships_expired += len(expired)
+            self.report.add("left", len(expired), f"{expired[0]!r} from group {state.name!r}")
+
+    # -- flush -------------------------------------------------------------------------------------------
+
+    def flush_local(self) -> None:
+        """Drop every buffered message and every group membership of this process."""
+        groups = list(self.groups)
+        self.groups.clear()
+        for inbox in list(self.inboxes.values()):
+            inbox.items.clear()
+            inbox.groups.clear()
+            if not inbox.waiters:
+                del self.inboxes[inbox.name]
+        if self.remote:
+            for group in groups:
+                self.spawn(self.sync_group(group))
+
+    async def flush(self) -> None:
+        self.flush_local()
+        if self.remote:
+            await self.publish(self.all_channel, wire.frame(wire.FLUSH, self.node))
+
+    # -- expiry ---------------------------------------------------------------------------------------------
+
+    @property
+    def sweep_interval(self) -> float:
+        return max(0.05, min(self.expiry / 4, 5.0))
+
+    def sweep(self) -> None:
+        """Drop expired messages, expired memberships and idle general channels (on a timer)."""
+        now = self.clock()
+        for inbox in list(self.inboxes.values()):
+            if inbox.items:
+                self.purge(inbox, now)
+            if inbox.general and not inbox.items and not inbox.waiters and now - inbox.used_at > self.expiry:
+                del self.inboxes[inbox.name]
+                if self.remote:
+                    listening = functools.partial(self.listening, inbox.name)
+                    self.spawn(self.subscriptions.sync(self._general_prefix + inbox.name, listening))
+            else:
+                self.release(inbox)
+        if self.layer.group_expiry is not None:
+            for state in list(self.groups.values()):
+                self.expire_members(state, now - self.layer.group_expiry)
+        if not self.closed:
+            self._sweeper = self.loop.call_later(self.sweep_interval, self.sweep)
+
+    # -- the broker's side ----------------------------------------------------------------------------------
+
+    def on_message(self, channel: str, data: bytes, position: str | None = None, /) -> None:
+        """Everything that arrives from the broker; never raises, never delivers what it cannot check."""
+        try:
+            kind, node, target, body = wire.unframe(data)
+            if kind == wire.GROUP:
+                state = self.groups.get(target)
+                if node == self.node or state is None:
+                    return  # our own publish (our members had it at once), or no members here
+                if channel != state.channel:
+                    raise wire.WireError(f"a group message for {target!r} on another broker channel")
+                self.layer.codec.decode(body)
+                self.stats.received += 1
+                self.fan_out(state, body)
+            elif kind == wire.CHANNEL:
+                owner = wire.owner_of(target)
+                if owner is None:
+                    addressed = channel == self._general_prefix + target
+                else:
+                    addressed = owner == self.node and channel == self.node_channel
+                if not addressed:
+                    raise wire.WireError(f"a message for channel {target!r} on another broker channel")
+                self.layer.require_valid_channel_name(target)
+                self.layer.codec.decode(body)
+                self.stats.received += 1
+                self.deliver(target, body)
+            elif kind in (wire.ADD, wire.DISCARD):
+                self._membership(kind, channel, target, body)
+            elif kind == wire.FLUSH:
+                if channel != self.all_channel:
+                    raise wire.WireError("a flush on another broker channel")
+                if node != self.node:
+                    self.flush_local()
+            else:  # PROBE
+                future = self._probes.get(target) if node == self.node else None
+                if future is not None and not future.done():
+                    future.set_result(None)
+        except (ValueError, TypeError) as exc:  # WireError, a bad name, bytes that are not UTF-8
+            self.stats.malformed += 1
+            self.report.add("malformed", 1, f"on {channel!r}: {exc}")
+        except Exception:  # a bug, not the input: logged, and the broker's reader goes on
+            logger.exception("channel layer: handling a broker message on %r failed", channel)
+
+    def _membership(self, kind: str, channel: str, group: str, body: bytes) -> None:
+        name = body.decode()  # a UnicodeDecodeError (a ValueError) is counted as malformed
+        self.layer.require_valid_group_name(group)
+        self.layer.require_valid_channel_name(name)
+        owner = wire.owner_of(name)
+        if kind == wire.ADD:
+            if channel != self.node_channel or owner != self.node:
+                raise wire.WireError(f"a group_add of {name!r} on another broker channel")
+            self.spawn(self.group_add(group, name))
+        elif owner == self.node or owner is None:
+            self.leave_later(group, name)
+
+    def on_event(self, event: BrokerEvent) -> None:
+        if event.kind == "disconnected":
+            self.stats.broker_disconnects += 1
+            logger.warning(
+                "channel layer lost the broker %s (%s): group messages and sends between processes are lost "
+                "until it is back; %d group(s) and %d channel(s) here wait",
+                event.url,
+                event.error,
+                len(self.groups),
+                len(self.inboxes),
+            )
+        else:
+            lost = event.lost_seconds or 0.0
+            self.stats.broker_lost_seconds += lost
+            logger.warning(
+                "channel layer reconnected to %s after %.2f s, %d group subscription(s) restored: messages "
+                "published in that window may be lost",
+                event.url,
+                lost,
+                len(self.groups),
+            )
+
+
+__all__ = ["Core", "Group", "Inbox", "Report"]
