@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,20 +16,11 @@ from asgi_ws.auth import BearerToken
 from asgi_ws.metrics import AsgiWsCollector
 from asgi_ws.middleware.connlimit import ConnectionCounter, client_key
 from asgi_ws.types import Receive, Scope, Send
+from tests.client.conftest import until
 from tests.support.apps import Probe, echo_app
 from tests.support.asgi import handshake, ws_scope
 from tests.support.clients import Refusal, open_or_refusal, opened, refusal
 from tests.support.server import serve
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait (bounded) for the server side to catch up, failing with ``what`` otherwise."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def idle(mw: ConnectionLimitMiddleware) -> bool:
@@ -272,7 +262,7 @@ async def test_exact_under_a_burst_of_concurrent_handshakes(ws_impl: str) -> Non
         for conn in accepted:
             assert json.loads(await conn.recv())["user"] is None
             await conn.close()
-        await until(lambda: idle(mw), "the three closed connections to be released")
+        await until(lambda: idle(mw))  # the three closed connections to be released
         async with opened(url) as conn:
             await conn.recv()
 
@@ -286,10 +276,10 @@ async def test_released_when_the_client_drops_or_the_app_fails(ws_impl: str) -> 
         assert not isinstance(dropped, Refusal), dropped
         await dropped.recv()
         dropped.transport.abort()  # no close frame: the TCP connection just drops
-        await until(lambda: idle(mw), "the dropped connection to be released")
+        await until(lambda: idle(mw))  # the dropped connection to be released
         async with opened(url) as conn:
             await conn.recv()
-        await until(lambda: idle(mw), "the closed connection to be released")
+        await until(lambda: idle(mw))  # the closed connection to be released
 
     failing = ConnectionLimitMiddleware(_raising, max_connections=1)
     async with serve(failing, ws=ws_impl) as server:
@@ -297,7 +287,7 @@ async def test_released_when_the_client_drops_or_the_app_fails(ws_impl: str) -> 
             result = await open_or_refusal(server.ws_url("/ws"))
             assert not isinstance(result, Refusal), result
             await result.wait_closed()
-            await until(lambda: idle(failing), "the failed connection to be released")
+            await until(lambda: idle(failing))  # the failed connection to be released
 
 
 async def test_per_ip_behind_a_trusted_proxy_uses_the_forwarded_address(ws_impl: str) -> None:
@@ -314,7 +304,7 @@ async def test_per_ip_behind_a_trusted_proxy_uses_the_forwarded_address(ws_impl:
             async with opened(url, additional_headers={"X-Forwarded-For": "198.51.100.2"}) as other:
                 await other.recv()  # another client behind the same proxy is not held back
                 assert set(mw.counter.per_ip) == {"203.0.113.7", "198.51.100.2"}
-        await until(lambda: idle(mw), "both connections to be released")
+        await until(lambda: idle(mw))  # both connections to be released
     # From an untrusted peer the header is ignored: every connection is the peer's own.
     async with serve(mw, ws=ws_impl, proxy_headers=True, forwarded_allow_ips="192.0.2.1") as server:
         url = server.ws_url("/ws")
