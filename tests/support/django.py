@@ -18,7 +18,11 @@ SETTINGS: dict[str, Any] = {
     ],
     "SECRET_KEY": "test-only-0123456789",
     "USE_TZ": True,
-    "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    # One in-memory database shared by every thread of the process (database_sync_to_async
+    # runs queries in worker threads; a plain ":memory:" database is one per connection).
+    "DATABASES": {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "file:asgi_ws_tests?mode=memory&cache=shared"}
+    },
     "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
     "CHANNEL_LAYERS": {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
     "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
