@@ -103,18 +103,28 @@ class ControlRouter:
         self.conn.outbound.send_control(protocol.error(code, message, ref))
 
     async def handle(self, text: str) -> None:
-        """Handle one control frame; never raises for bad input."""
+        """Handle one control frame; never raises (but for cancellation).
+
+        Bad input is answered with its ``error``. A handler failing otherwise (a bug, a broker
+        error) is answered with ``internal_error`` and logged with its traceback: the
+        connection, and every other one, keeps working.
+        """
+        op = None
         try:
             message = protocol.decode(text)
-            handler = self._table.handlers.get(message[OP_KEY])
+            op = message[OP_KEY]
+            handler = self._table.handlers.get(op)
             if handler is None:
                 known = ", ".join(sorted(self._table.handlers))
-                raise ProtocolError("unknown_op", f"unknown operation; this server handles: {known}", message[OP_KEY])
+                raise ProtocolError("unknown_op", f"unknown operation; this server handles: {known}", op)
             result = handler(self.conn, message)
             if inspect.isawaitable(result):
                 await result
         except ProtocolError as exc:
             self.send_error(exc.code, exc.message, exc.ref)
+        except Exception:
+            logger.exception("the control operation %r failed", op)
+            self.send_error("internal_error", "the server failed to handle this message (it is logged)", op)
 
     def _opted_in(self, version: int) -> None:
         if self.opted_in:

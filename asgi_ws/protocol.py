@@ -10,13 +10,21 @@ Telling control messages from the application's own is one ``startswith`` on the
 first produces it, with or without spaces), so application messages are never parsed. Binary frames and
 text frames not starting with the prefix belong to the application, untouched. The full
 specification, for client authors, is ``docs/protocol.md``.
+
+Whatever a client sends, :func:`decode` either returns an object that :func:`encode` can
+write back as UTF-8, or raises :class:`ProtocolError`: lone surrogates (``"\\ud800"``),
+non-finite numbers and nesting deeper than :data:`MAX_DEPTH` are refused there, once, so
+no reply can echo a value the server cannot send. :func:`encode` writes ASCII only, so no
+library-made control frame is unencodable, whatever the app or another node put in it.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from .exceptions import AsgiWsError
 
@@ -28,8 +36,21 @@ OP_KEY = "$ws"
 VERSION = 1
 #: Control messages longer than this many characters are refused without parsing.
 MAX_CONTROL_LENGTH = 65_536
+#: Deepest nesting of arrays and objects in a control message (its own object is level 1).
+MAX_DEPTH = 32
+#: Longest operation name, in characters.
+MAX_OP_LENGTH = 64
+#: An ``id`` is echoed in answers: null, a string of at most this many characters, or...
+MAX_ID_LENGTH = 64
+#: ...an integer of at most this magnitude (2**53 - 1: what every JSON parser, JavaScript's
+#: included, reads exactly).
+MAX_SAFE_INTEGER = 2**53 - 1
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# ASCII out: \u escapes make every string writable as UTF-8, lone surrogates included (and
+# it is no slower than ensure_ascii=False for control frames, see docs/protocol.md).
+# allow_nan=False: a library frame is always JSON that every client parses.
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ProtocolError(AsgiWsError, ValueError):
@@ -45,7 +66,8 @@ class ProtocolError(AsgiWsError, ValueError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.ref = ref
+        #: Echoed to the client only when it is a valid operation name (else None).
+        self.ref = ref if is_op_name(ref) else None
 
 
 def is_control(text: str) -> bool:
@@ -53,15 +75,32 @@ def is_control(text: str) -> bool:
     return text.startswith(PREFIX)
 
 
+def is_text(value: object) -> TypeGuard[str]:
+    """True for a string without a lone surrogate: text that can be sent (as UTF-8)."""
+    return isinstance(value, str) and not _has_surrogate(value)
+
+
+def is_op_name(value: object) -> TypeGuard[str]:
+    """True for a valid operation name: a string of 1 to :data:`MAX_OP_LENGTH` characters, no lone surrogate."""
+    return is_text(value) and 0 < len(value) <= MAX_OP_LENGTH
+
+
 def encode(op: str, fields: Mapping[str, Any] | None = None) -> str:
-    """Return the text frame of control message ``op`` with ``fields`` (JSON-serialisable)."""
+    """Return the text frame of control message ``op`` with ``fields`` (JSON-serialisable).
+
+    The frame is ASCII (other characters are ``\\u`` escapes), so it can always be sent.
+
+    Raises:
+        ValueError: a float is NaN or infinite (not JSON).
+        TypeError: a value is not JSON-serialisable.
+    """
     return _encoder.encode({OP_KEY: op, **fields} if fields else {OP_KEY: op})
 
 
 def error(code: str, message: str, ref: str | None = None) -> str:
-    """Return the text frame of an ``error`` control message."""
+    """Return the text frame of an ``error`` control message (``ref`` only when it is a valid operation name)."""
     fields: dict[str, Any] = {"code": code, "message": message}
-    if ref is not None:
+    if ref is not None and is_op_name(ref):
         fields["ref"] = ref
     return encode("error", fields)
 
@@ -69,22 +108,121 @@ def error(code: str, message: str, ref: str | None = None) -> str:
 def decode(text: str) -> dict[str, Any]:
     """Parse a control message; return its object (``obj["$ws"]`` is the operation).
 
+    What it returns can always be written back (:func:`encode`) and sent: every string is
+    valid Unicode, every number finite, the nesting at most :data:`MAX_DEPTH`, and an
+    ``id`` member is one that answers may echo.
+
     Raises:
-        ProtocolError: for anything that is not a well-formed control message: too long,
-            not JSON, not an object, or an operation that is not a short string.
+        ProtocolError: for anything that is not a well-formed control message: too long
+            (``too_large``), not JSON, or JSON holding a lone surrogate or a non-finite
+            number (``bad_json``), nested too deep (``too_deep``), not an object or an
+            operation that is not a short string (``bad_message``), an ``id`` that cannot
+            be echoed (``bad_field``).
     """
     if len(text) > MAX_CONTROL_LENGTH:
         raise ProtocolError("too_large", f"control messages are limited to {MAX_CONTROL_LENGTH} characters")
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        obj = _decoder.decode(text)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError("too_deep", _TOO_DEEP) from None
+    except ValueError as exc:
         raise ProtocolError("bad_json", f"control message is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_message", "control message must be a JSON object")
+    # The parser already refused non-finite numbers. A lone surrogate needs a \u escape (or
+    # one in the text itself, which a frame off the wire never has), and deep nesting needs
+    # more brackets than MAX_DEPTH: the walk is skipped when the text has neither.
+    if not text.isascii() or "\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH:
+        try:
+            check_value(obj)
+        except ProtocolError as exc:
+            raise ProtocolError(exc.code, exc.message, obj.get(OP_KEY)) from None  # ref: only a valid name
     op = obj.get(OP_KEY)
-    if not isinstance(op, str) or not op or len(op) > 64:
+    if not isinstance(op, str) or not 0 < len(op) <= MAX_OP_LENGTH:  # (a surrogate in it was refused above)
         raise ProtocolError("bad_message", 'the "$ws" member must name the operation')
+    ident = obj.get("id")
+    if ident is not None and not _echoable_id(ident):
+        raise ProtocolError(
+            "bad_field",
+            f'"id" must be null, an integer within +-(2**53 - 1) or a string of at most {MAX_ID_LENGTH} characters',
+            op,
+        )
     return obj
+
+
+def check_value(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
+    """Raise unless ``value`` is JSON that can be sent to any client.
+
+    That is: dicts with string keys, lists (tuples), strings without lone surrogates,
+    finite numbers, booleans and None, nested at most ``max_depth`` deep. The walk is
+    iterative (no recursion, whatever the depth) and stops at the first problem.
+
+    Raises:
+        ProtocolError: ``bad_json`` (a ValueError) or ``too_deep``, saying what is wrong.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if isinstance(item, str):
+            if _has_surrogate(item):
+                raise ProtocolError("bad_json", _SURROGATE_FOUND)
+        elif isinstance(item, dict):
+            depth += 1
+            if depth > max_depth:
+                raise ProtocolError("too_deep", f"arrays and objects may be nested {max_depth} deep at most")
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ProtocolError("bad_json", "object keys must be strings")
+                if _has_surrogate(key):
+                    raise ProtocolError("bad_json", _SURROGATE_FOUND)
+                push((child, depth))
+        elif isinstance(item, (list, tuple)):
+            depth += 1
+            if depth > max_depth:
+                raise ProtocolError("too_deep", f"arrays and objects may be nested {max_depth} deep at most")
+            for child in item:
+                push((child, depth))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ProtocolError("bad_json", _NOT_FINITE)
+        elif item is not None and not isinstance(item, int):  # bool is an int
+            raise ProtocolError("bad_json", f"a {type(item).__name__} is not a JSON value")
+
+
+_TOO_DEEP = f"arrays and objects may be nested {MAX_DEPTH} deep at most"
+_SURROGATE_FOUND = "a string holds a lone surrogate (U+D800 to U+DFFF not in a pair): it is not Unicode text"
+_NOT_FINITE = "numbers must be finite: no NaN, Infinity, or a number beyond the range of a double"
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)
+    if math.isinf(number):  # 1e999
+        raise ProtocolError("bad_json", _NOT_FINITE)
+    return number
+
+
+def _no_constant(literal: str) -> Any:  # NaN, Infinity, -Infinity: Python's parser takes them, JSON has none
+    raise ProtocolError("bad_json", _NOT_FINITE)
+
+
+def _echoable_id(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+
+
+# The C scanner calls these hooks only for float literals and NaN/Infinity: integers, strings
+# and a ping pay nothing for them.
+_decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
 
 
 def field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
@@ -108,13 +246,20 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 __all__ = [
     "MAX_CONTROL_LENGTH",
+    "MAX_DEPTH",
+    "MAX_ID_LENGTH",
+    "MAX_OP_LENGTH",
+    "MAX_SAFE_INTEGER",
     "OP_KEY",
     "PREFIX",
     "VERSION",
     "ProtocolError",
+    "check_value",
     "decode",
     "encode",
     "error",
     "field",
     "is_control",
+    "is_op_name",
+    "is_text",
 ]

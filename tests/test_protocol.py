@@ -17,7 +17,7 @@ from tests.support.session import Harness
 def test_encode_puts_the_operation_first_so_the_prefix_test_works() -> None:
     assert encode("ping") == '{"$ws":"ping"}'
     assert encode("ping", {"id": 3}) == '{"$ws":"ping","id":3}'
-    assert encode("welcome", {"text": "é"}) == '{"$ws":"welcome","text":"é"}'
+    assert encode("welcome", {"text": "é"}) == '{"$ws":"welcome","text":"\\u00e9"}'  # ASCII: always sendable
     assert is_control(encode("anything", {"a": [1, {"b": None}]}))
     assert error("bad_json", "nope", "ping") == '{"$ws":"error","code":"bad_json","message":"nope","ref":"ping"}'
     assert decode(encode("pong", {"id": 9})) == {"$ws": "pong", "id": 9}
@@ -32,7 +32,11 @@ def test_encode_puts_the_operation_first_so_the_prefix_test_works() -> None:
         ('{"$ws":"' + "x" * 65 + '"}', "bad_message"),
         ('{"$ws":"a"} []', "bad_json"),
         ('{"$ws":"' + "[" * 100_000, "too_large"),
-        ('{"$ws":"x","a":' + "[" * 30_000 + "]" * 30_000 + "}", "bad_json"),
+        ('{"$ws":"x","a":' + "[" * 30_000 + "]" * 30_000 + "}", "too_deep"),
+        ('{"$ws":"x","a":' + "[" * 32 + "]" * 32 + "}", "too_deep"),
+        ('{"$ws":"ping","id":"\\ud800"}', "bad_json"),
+        ('{"$ws":"ping","id":NaN}', "bad_json"),
+        ('{"$ws":"ping","id":[1]}', "bad_field"),
         ('{"$ws":"x","n":' + "9" * 5000 + "}", "bad_json"),
     ],
 )
