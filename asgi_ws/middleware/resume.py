@@ -8,18 +8,26 @@ guarantees in ``docs/resume.md``.
 Resuming happens after the handshake middlewares outside this one have accepted the new
 connection: a user whose credentials expired or were revoked is refused there; one who
 authenticates as somebody else is refused here (``identity_mismatch``).
+
+A resume is checked in full before anything changes: the token, the count, the user, the
+session's state as the store has it (inspected, not claimed), the rooms' histories. Only a
+resume that will succeed takes the session over, in one atomic store operation that checks
+the token's generation and the count again; a refused resume never touches the socket that
+holds the session.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import uuid
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from .._scope import namespace, query_param, user_identity
+from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..connection import Connection, attach_session
 from ..exceptions import ConfigurationError
@@ -27,7 +35,7 @@ from ..outbound import QueueLimits
 from ..protocol import field
 from ..resume.flusher import SessionFlusher
 from ..resume.session import Session, SessionLimits, session_of, spawn
-from ..resume.store import SessionStore, store_from_url
+from ..resume.store import SessionState, SessionStore, check_takeover, store_from_url
 from ..resume.tokens import ResumeRefused, TokenSigner
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +44,9 @@ logger = logging.getLogger("asgi_ws.resume")
 #: Query parameters of the opt-in; ``docs/resume.md`` shows how to keep them out of access logs.
 RESUME_PARAM = "ws_resume"
 SEQ_PARAM = "ws_seq"
+#: A count of data frames: ASCII digits only (no sign, space or other script), at most 15
+#: (exact in a double, which Redis scripts use).
+_SEQ = re.compile(r"[0-9]{1,15}")
 
 
 class ResumeMiddleware:
@@ -211,88 +222,141 @@ class _SessionHandshake:
 
     async def _resume(self, identity: str | None, owner: str) -> Session:
         mw, conn = self.mw, self.conn
-        session_id, token_identity = mw.signer.verify(self.request)
-        try:
-            client_seq = int(self.seq_param or "")
-            if client_seq < 0:
-                raise ValueError
-        except ValueError:
-            raise ResumeRefused("bad_request", f"{SEQ_PARAM} must be the count of data frames received") from None
+        session_id, token_identity, generation = mw.signer.verify(self.request)
+        if self.seq_param is None or not _SEQ.fullmatch(self.seq_param):
+            raise ResumeRefused("bad_request", f"{SEQ_PARAM} must be the count of data frames received (ASCII digits)")
+        client_seq = int(self.seq_param)
         if token_identity != identity:
             raise ResumeRefused("identity_mismatch", "this connection is not authenticated as the session's user")
-        old = mw.live.get(session_id)
-        try:
-            state = await mw.store.claim(session_id, owner, mw.limits.window)
+        try:  # look, change nothing: a refusal must leave the socket holding the session alone
+            state = await mw.store.inspect(session_id)
         except Exception as exc:
-            raise ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}") from exc
-        if state is None:
-            raise ResumeRefused("unknown_session", "the session expired or is unknown to this server")
-        if old is not None and old.conn is not conn:
-            old.detached = True
-            old.conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
-        if client_seq > state.head:
-            raise ResumeRefused("seq_ahead", f"{SEQ_PARAM}={client_seq} but the session sent {state.head} messages")
-        if client_seq < state.first - 1:
-            raise ResumeRefused("gap_too_old", f"messages after {client_seq} were trimmed (oldest kept: {state.first})")
-        try:
-            frames = await mw.store.read(session_id, client_seq)
-        except Exception as exc:
-            raise ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}") from exc
-        if len(frames) != state.head - client_seq:
-            raise ResumeRefused("gap_too_old", "the stored messages changed during the resume: resync")
-        session = Session(conn, mw.flusher, mw.signer, mw.limits, session_id, owner, identity, state.head, resumed=True)
-        session.offered = client_seq
+            raise _store_unavailable(exc) from exc
+        _refuse(check_takeover(state, generation, client_seq), client_seq, state)
+        assert state is not None
+        session = Session(conn, mw.flusher, mw.signer, mw.limits, session_id, owner, identity, resumed=True)
         session.rooms = dict(state.rooms)
         session.cursors = dict(state.cursors)
         session.hold()  # frames numbered from now on wait behind the replay
         conn.extras["session"] = session  # Rooms numbers deliveries through the session
         try:
-            gaps = await self._restore_rooms(session)
-        except ResumeRefused:
+            fetched = await self._rejoin_rooms(session)
+            try:  # the one step that changes anything: checks again, then takes the session over
+                taken = await mw.store.take_over(session_id, owner, generation, client_seq, mw.limits.window)
+            except Exception as exc:
+                raise _store_unavailable(exc) from exc
+            _refuse(taken.refused, client_seq, state)  # a race lost since the inspection
+        except Exception:
+            session.drop_live()
             if mw.rooms is not None:
                 await mw.rooms.leave_all(conn)  # the fresh session starts with no room
             conn.extras.pop("session", None)
             raise
+        # Taken over: from here on the resume succeeds.
+        state = taken.state
+        assert state is not None
+        old = mw.live.get(session_id)
+        if old is not None and old.conn is not conn:
+            old.detached = True
+            old.conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+        session.generation = state.generation
+        session.seq = session.stored = state.head
+        session.offered = client_seq
+        session.cursors.update(state.cursors)  # the final ones: the old socket may have moved them on
+        gaps = await self._fill_rooms(session, state, fetched)
         session.announce("resumed", replay=session.seq - client_seq, rooms=sorted(session.rooms), room_gap=gaps)
-        await session.replay(frames)
+        await session.replay(taken.frames)
         mw.stats["replayed"] += session.seq - client_seq
         return session
 
-    async def _restore_rooms(self, session: Session) -> bool:
-        """Rejoin the session's rooms and, with a history broker, number the room messages
-        published while it was away. Returns True when some room's gap could not be filled."""
+    async def _rejoin_rooms(self, session: Session) -> dict[str, list[tuple[str, Message]]]:
+        """Before the takeover: rejoin the session's rooms (live room messages kept aside,
+        unnumbered) and, with a history broker, fetch what each room carried after the
+        session's cursor. Refuses (``gap_too_old``, ``store_unavailable``) while nothing is
+        taken; the room messages fetched are numbered after the takeover (:meth:`_fill_rooms`)."""
         rooms = self.mw.rooms
         if rooms is None:  # nothing to rejoin them with: the session starts this connection in no room
             session.rooms.clear()
+            return {}
+        session.hold_live()
+        for room, fmt in list(session.rooms.items()):
+            await self._join(session, room, fmt)
+        fetched: dict[str, list[tuple[str, Message]]] = {}
+        for room, fmt in session.rooms.items():
+            cursor = session.cursors.get(room)
+            if not rooms.history or cursor is None:
+                continue
+            try:
+                missed = await rooms.missed(room, fmt, cursor)
+            except Exception as exc:
+                raise ResumeRefused("store_unavailable", f"the history of room {room!r} is unavailable") from exc
+            if missed is None:
+                raise ResumeRefused("gap_too_old", f"the history of room {room!r} no longer reaches back that far")
+            fetched[room] = missed
+        return fetched
+
+    async def _fill_rooms(
+        self, session: Session, state: SessionState, fetched: dict[str, list[tuple[str, Message]]]
+    ) -> bool:
+        """After the takeover: follow the rooms the old socket joined or left meanwhile, number
+        the room messages published after each room's final cursor, then the live ones kept
+        aside. Never refuses (the session is taken): a room whose gap cannot be filled any more
+        counts as a gap. Returns True when some room's gap was not filled."""
+        rooms = self.mw.rooms
+        if rooms is None:
             return False
-        if not session.rooms:
-            return False
-        session.hold_live()  # live room messages wait, unnumbered, until the gaps are filled
         gap = False
         try:
-            for room, fmt in list(session.rooms.items()):
-                try:
-                    await rooms.join(room, self.conn, format=fmt)
-                except Exception as exc:  # a room the user may no longer enter, or a broker outage
-                    session.rooms.pop(room, None)
-                    logger.info("session %s: not rejoining room %r: %s", session.id, room, exc)
+            for room in [r for r in session.rooms if r not in state.rooms]:
+                await rooms.leave(room, self.conn)
+            for room, fmt in state.rooms.items():
+                if room not in session.rooms:
+                    await self._join(session, room, fmt)
             for room, fmt in session.rooms.items():
                 cursor = session.cursors.get(room)
-                if not rooms.history or cursor is None:
+                missed = fetched.get(room) if cursor is not None else None
+                if missed is None and rooms.history and cursor is not None:
+                    try:  # a room not fetched before the takeover
+                        missed = await rooms.missed(room, fmt, cursor)
+                    except Exception as exc:
+                        logger.info("session %s: the history of room %r is unavailable: %s", session.id, room, exc)
+                if missed is None or cursor is None:
                     gap = True
                     continue
-                try:
-                    missed = await rooms.missed(room, fmt, cursor)
-                except Exception as exc:
-                    raise ResumeRefused("store_unavailable", f"the history of room {room!r} is unavailable") from exc
-                if missed is None:
-                    raise ResumeRefused("gap_too_old", f"the history of room {room!r} no longer reaches back that far")
-                session.fill(room, missed)
+                after = position_key(cursor)
+                session.fill(room, [(position, m) for position, m in missed if position_key(position) > after])
         except BaseException:
             session.drop_live()
             raise
         session.release_live()
         return gap
+
+    async def _join(self, session: Session, room: str, fmt: str) -> None:
+        rooms = self.mw.rooms
+        assert rooms is not None
+        try:
+            await rooms.join(room, self.conn, format=fmt)
+        except Exception as exc:  # a room the user may no longer enter, or a broker outage
+            session.rooms.pop(room, None)
+            logger.info("session %s: not rejoining room %r: %s", session.id, room, exc)
+
+
+def _refuse(code: str | None, client_seq: int, state: SessionState | None) -> None:
+    """Raise the refusal ``code`` of :func:`~asgi_ws.resume.store.check_takeover`, if any."""
+    if code is None:
+        return
+    head, first = (state.head, state.first) if state is not None else (0, 1)
+    reasons = {
+        "unknown_session": "the session expired or is unknown to this server",
+        "token_used": "the resume token was already used: the session was resumed since it was issued",
+        "seq_ahead": f"{SEQ_PARAM}={client_seq} but the session sent {head} messages",
+        "gap_too_old": f"messages after {client_seq} were trimmed (oldest kept: {first})",
+    }
+    raise ResumeRefused(code, reasons.get(code, code))
+
+
+def _store_unavailable(exc: BaseException) -> ResumeRefused:
+    return ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}")
 
 
 def _ack(conn: Connection, message: dict[str, Any]) -> None:

@@ -7,6 +7,9 @@ themselves here instead, and one task stores every marked session's batch in one
 :meth:`~asgi_ws.resume.SessionStore.append_many` (a single Redis pipeline), then gives each
 session its result. While it waits, new frames accumulate for the next round, so the cost per
 frame falls as the load grows.
+
+Whatever goes wrong with one session (its batch cannot be taken, the store fails its append,
+settling or handing over raises) is that session's alone: the round goes on for the others.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from ..close_codes import CloseCode
 
 if TYPE_CHECKING:
     from .session import Session, _Batch
@@ -39,11 +44,11 @@ class SessionFlusher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def _start_round(self) -> tuple[list[tuple[Session, _Batch]], asyncio.Task[Sequence[bool | BaseException]]] | None:
+    def _start_round(self) -> tuple[list[tuple[Session, _Batch]], asyncio.Task[Sequence[_Result]]] | None:
         """Take the marked sessions' batches and start storing them, or None when nothing is pending."""
         while self._dirty:
             sessions, self._dirty = list(self._dirty), {}
-            taken = [(session, batch) for session in sessions if (batch := session.take()) is not None]
+            taken = [(session, batch) for session in sessions if (batch := _take(session)) is not None]
             if taken:
                 appends = [batch.append for _, batch in taken]
                 return taken, asyncio.get_running_loop().create_task(self.store.append_many(appends))
@@ -57,7 +62,7 @@ class SessionFlusher:
             while round_ is not None:
                 taken, storing = round_
                 try:
-                    results: list[bool | BaseException] = list(await storing)
+                    results: list[_Result] = list(await storing)
                 except Exception as exc:  # the store's own errors (redis-py, OSError)
                     results = [exc] * len(taken)
                 handovers = []
@@ -85,6 +90,20 @@ class SessionFlusher:
             self._task = None
             if self._dirty:  # marked while we were finishing (cancellation aside)
                 self._task = asyncio.get_running_loop().create_task(self._run())
+
+
+#: One append's outcome: stored, refused (False: taken over; None: lost), or its error.
+_Result = bool | BaseException | None
+
+
+def _take(session: Session) -> _Batch | None:
+    """``session.take()``; a session whose batch cannot be taken is closed, alone (1011)."""
+    try:
+        return session.take()
+    except Exception:
+        logger.exception("session %s: taking its frames for the store failed: closing", session.id)
+        session._give_up(CloseCode.INTERNAL_ERROR, "internal error")
+        return None
 
 
 __all__ = ["SessionFlusher"]

@@ -5,8 +5,9 @@ frames excluded), and the server numbers them the same way, so the n-th data fra
 session is seq n on both sides. Resumption therefore costs application messages nothing in
 size, and plain clients are never involved.
 
-Every data frame goes through :meth:`Session.offer`: it gets the next seq and joins the pending
-batch; the middleware's one :class:`~asgi_ws.resume.flusher.SessionFlusher` stores the batches
+Every data frame goes through :meth:`Session.offer`: it is encoded (text that no socket could
+send, a lone surrogate, is refused there, at the sender's call), gets the next seq and joins
+the pending batch; the middleware's one :class:`~asgi_ws.resume.flusher.SessionFlusher` stores the batches
 of every session with frames pending in one store call a round, and only then are a session's
 frames handed, in order, to its connection's outbound path. The application does not wait for the store unless the
 pending batch grows past ``max_pending`` (then its ``send`` waits: backpressure).
@@ -78,6 +79,7 @@ class Session:
         "__weakref__",
         "_drained",
         "_filled",
+        "_frames",
         "_handing",
         "_held",
         "_live_hold",
@@ -93,6 +95,7 @@ class Session:
         "cursors",
         "detached",
         "flusher",
+        "generation",
         "id",
         "identity",
         "limits",
@@ -118,6 +121,7 @@ class Session:
         seq: int = 0,
         *,
         resumed: bool = False,
+        generation: int = 0,
     ) -> None:
         self.conn = conn
         self.flusher = flusher
@@ -128,10 +132,13 @@ class Session:
         self.owner = owner
         self.identity = identity
         self.resumed = resumed
+        #: The session's generation in the store, named by the tokens this connection hands out.
+        self.generation = generation
         self.seq = self.stored = self.offered = seq
         self.rooms: dict[str, str] = {}
         self.detached = False
         self._pending: list[Message] = []
+        self._frames: list[bytes] = []  # the stored form of each pending message, encoded by offer
         self._retained: collections.deque[int] = collections.deque()  # sizes of stored, unacked frames
         self._retained_bytes = 0
         self._marked = False  # waiting in the flusher's next round
@@ -155,36 +162,51 @@ class Session:
     # -- sending -----------------------------------------------------------------------------
 
     def offer(self, message: Message) -> bool:
-        """Number ``message`` and queue it for storing then sending; the fan-out entry point.
+        """Number ``message`` and queue it for storing then sending.
 
         Fan-out cannot wait: a member whose pending frames reach ``4 * max_pending`` (its
         client or the store cannot keep up) is closed with 1013, and resumes.
+
+        Raises:
+            UnicodeEncodeError: text that is not valid Unicode (a lone surrogate): nothing is
+                numbered, and the shared flusher never sees it.
         """
         if self.detached:
             return False
+        frame = frame_of(message)
         if len(self._pending) >= 4 * self.limits.max_pending and not self.conn.ended:
             self._give_up(CloseCode.TRY_AGAIN_LATER, "slow consumer")
             return False
         self.seq += 1
         self._pending.append(message)
+        self._frames.append(frame)
         if not self._marked:
             self._marked = True
             self.flusher.mark(self)
         return True
 
     def offer_from(self, message: Message, room: str, position: str | None) -> bool:
-        """A room message (Rooms' fan-out): numbered like any frame, and the room's position kept."""
+        """A room message (Rooms' fan-out entry point): numbered like any frame, and the room's
+        position kept. Never raises: an unencodable message is not delivered (False)."""
         if self._live_hold is not None:
             self._live_hold.append((message, room, position))
             return True
-        if not self.offer(message):
+        try:
+            if not self.offer(message):
+                return False
+        except UnicodeEncodeError as exc:
+            logger.warning("session %s: not delivering a message of room %r: %s", self.id, room, exc)
             return False
         if position is not None:
             self._moves.append((self.seq, room, position))
         return True
 
     def send(self, message: Message) -> Any:
-        """The application's ``send`` for data frames: returns an awaitable, as ASGI requires."""
+        """The application's ``send`` for data frames: returns an awaitable, as ASGI requires.
+
+        Raises:
+            UnicodeEncodeError: at the application's call, for text no socket could send.
+        """
         self.offer(message)
         if len(self._pending) < self.limits.max_pending:
             return self.conn._done
@@ -201,23 +223,24 @@ class Session:
         if not self._pending or self.detached:
             return None
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        frames = [frame_of(m) for m in batch]
+        frames, self._frames = self._frames[:MAX_BATCH], self._frames[MAX_BATCH:]
         keep_from = self._keep_from(frames)
         cursors = self._cursors_of_batch(self.stored + len(batch))
         append = (self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors)
         self._storing = True
         return _Batch(batch, cursors, append)
 
-    def stored_batch(self, batch: _Batch, result: bool | BaseException) -> list[Message] | None:
-        """The flusher stored ``batch`` (``True``), was refused (the session was claimed
-        elsewhere) or failed; returns the frames to :meth:`hand_over` now, if any."""
+    def stored_batch(self, batch: _Batch, result: bool | BaseException | None) -> list[Message] | None:
+        """The flusher stored ``batch`` (``True``), was refused (``False``: the session was taken
+        over elsewhere; ``None``: the store lost it) or failed; returns the frames to
+        :meth:`hand_over` now, if any."""
         self._storing = False
         if isinstance(result, BaseException):
             logger.error("session %s: could not store outgoing messages (%s): closing", self.id, result)
             self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
             return None
-        if not result:
-            self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+        if result is not True:
+            self._refused(result)
             return None
         self.stored += len(batch.messages)
         if batch.cursors:
@@ -303,9 +326,19 @@ class Session:
             keep_from += 1
         return keep_from
 
+    def _refused(self, result: bool | None) -> None:
+        """The store refused a write: another socket took the session over (4409), or the
+        store no longer has it (4404: flushed, evicted, expired; the client starts afresh)."""
+        if result is None:
+            logger.warning("session %s: the store lost it: closing with 4404", self.id)
+            self._give_up(CloseCode.SESSION_LOST, "session lost by the store")
+        else:
+            self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+
     def _give_up(self, code: int, reason: str) -> None:
         self.detached = True
         self._pending.clear()
+        self._frames.clear()
         self._wake([*self._drained_waiters(), *(self._waiters or ())])
         self._waiters = None
         self.conn.close(code, reason)
@@ -323,14 +356,14 @@ class Session:
     def keep_from(self) -> int:
         return self.stored + 1 - len(self._retained)
 
-    def _touch(self) -> Awaitable[bool]:
+    def _touch(self) -> Awaitable[bool | None]:
         """Extend the session's life, trim acked frames, save its rooms and stored positions."""
         return self.store.touch(
             self.id, self.owner, self.keep_from(), self.limits.window, dict(self.rooms), dict(self.cursors)
         )
 
     def token(self) -> str:
-        return self.signer.sign(self.id, self.identity)
+        return self.signer.sign(self.id, self.identity, self.generation)
 
     def announce(self, op: str = "session", **extra: Any) -> None:
         """Tell the client its session (``session``/``resumed``) with a fresh token."""
@@ -340,15 +373,17 @@ class Session:
     async def renew(self) -> bool:
         """Extend the session's life in the store, trim acked frames, send a fresh token.
 
-        Returns False when the session was claimed by another connection (then closed).
+        Returns False when the session was taken over by another connection or lost by the
+        store (then closed with 4409 or 4404).
         """
         try:
-            ok = await self._touch()
+            result = await self._touch()
         except Exception as exc:
             logger.warning("session %s: could not renew it in the store: %s", self.id, exc)
             return True
-        if not ok:
-            self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
+        if result is not True:
+            if not self.detached:
+                self._refused(result)
             return False
         if not self.conn.ended and not self.conn.closing:
             self.announce()

@@ -5,22 +5,28 @@ the client has not acknowledged to the newest. Frames are stored **before** they
 to the socket, so whatever the client may have received can be replayed, even after the
 process that sent it died (with a store shared by the processes: ``RedisSessionStore``).
 
-Exactly one connection owns a session at a time. Claiming it (a resume) makes the claimant
-the owner atomically; from then on the previous owner's appends are refused, which is how a
-socket that was resumed elsewhere learns it must close. Records expire ``ttl`` seconds after
-their last write, so abandoned sessions cost nothing.
+Exactly one connection owns a session at a time. A resume first *inspects* the session
+(nothing changes), and only a resume that will succeed *takes it over*: one atomic step that
+checks the token's generation and the client's count again, makes the claimant the owner and
+advances the generation. From then on the previous owner's writes are refused as *replaced*,
+which is how a socket resumed elsewhere learns it must close; a write to a session the store
+no longer has is refused as *lost* (flushed, evicted, expired), a different story for the
+client. Records expire ``ttl`` seconds after their last write, so abandoned sessions cost nothing.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..brokers.base import position_key
+from ..timers import Timer, timer_service
 
 #: A stored frame: ``b"t"`` + UTF-8 text or ``b"b"`` + bytes.
 Frame = bytes
@@ -28,6 +34,9 @@ Frame = bytes
 
 def frame_of(message: Mapping[str, Any]) -> Frame:
     """The stored form of a ``websocket.send`` message.
+
+    Raises :class:`UnicodeEncodeError` for text that is not valid Unicode (a lone surrogate):
+    no socket could send it, so a session refuses it at the sender's call, before numbering.
 
     A room's fan-out offers one message object to every member: the last one converted is
     remembered, so a broadcast to 5,000 resumable members encodes it once, not 5,000 times.
@@ -51,7 +60,7 @@ _last_frame: Frame = b""
 def _frame_of(message: Mapping[str, Any]) -> Frame:
     text = message.get("text")
     if text is not None:
-        return b"t" + str(text).encode("utf-8", "surrogatepass")
+        return b"t" + str(text).encode("utf-8")
     data = message.get("bytes")
     return b"b" + bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else b"b"
 
@@ -70,29 +79,66 @@ Append = tuple[str, str, int, Sequence[bytes], int, float, "dict[str, str] | Non
 
 @dataclass(slots=True)
 class SessionState:
-    """What a claim returns: enough to decide whether and how a resume can be honoured."""
+    """A session as the store has it: enough to decide whether and how a resume can be honoured."""
 
     identity: str | None
     head: int  # seq of the newest stored frame (0: none yet)
     first: int  # seq of the oldest retained frame (head + 1 when none is retained)
     rooms: dict[str, str] = field(default_factory=dict)  # room -> member format
     cursors: dict[str, str] = field(default_factory=dict)  # room -> position of its newest stored message
+    generation: int = 0  # advanced by every takeover; a resume token names the one it may take over
+
+
+@dataclass(slots=True)
+class Takeover:
+    """What :meth:`SessionStore.take_over` returns: the session as taken over (its new
+    generation) and its frames after the client's count; or, with nothing changed, why not."""
+
+    state: SessionState | None = None
+    frames: list[Frame] = field(default_factory=list)
+    #: ``unknown_session``, ``token_used`` (the generation moved on), ``seq_ahead``, ``gap_too_old``.
+    refused: str | None = None
+
+
+def check_takeover(state: SessionState | None, generation: int, after: int) -> str | None:
+    """Why a resume with a token of ``generation`` and a count of ``after`` cannot take ``state``
+    over (a :attr:`Takeover.refused` code), or None. The Redis store's script mirrors it."""
+    if state is None:
+        return "unknown_session"
+    if state.generation != generation:
+        # An older generation: the token was used by an earlier resume. A newer one: the store
+        # lost the takeover that issued it (a failover); either way it is not this session's.
+        return "token_used" if generation < state.generation else "unknown_session"
+    if after > state.head:
+        return "seq_ahead"
+    if after < state.first - 1:
+        return "gap_too_old"
+    return None
 
 
 class SessionStore(ABC):
     """Storage of resumable sessions; one instance is shared by every connection of a process.
 
     Every method may raise :class:`OSError`-like errors of its backend; callers turn them
-    into ``store_unavailable``.
+    into ``store_unavailable``. The writes that check ownership (:meth:`append`,
+    :meth:`touch`) return True when done, False when another owner took the session over
+    (the socket closes with 4409), None when the store no longer has it (4404).
     """
 
     @abstractmethod
     async def create(self, session_id: str, owner: str, identity: str | None, ttl: float) -> None:
-        """Record a new session owned by ``owner``."""
+        """Record a new session owned by ``owner``, generation 0."""
 
     @abstractmethod
-    async def claim(self, session_id: str, owner: str, ttl: float) -> SessionState | None:
-        """Make ``owner`` the session's owner; None if the session is unknown or expired."""
+    async def inspect(self, session_id: str) -> SessionState | None:
+        """The session's state, changing nothing (not its owner, not its expiry); None if unknown."""
+
+    @abstractmethod
+    async def take_over(self, session_id: str, owner: str, generation: int, after: int, ttl: float) -> Takeover:
+        """Atomically: if the session is at ``generation`` and holds every frame after seq
+        ``after`` (:func:`check_takeover`), make ``owner`` its owner, advance its generation,
+        extend its expiry and return its state with the frames after ``after``; otherwise
+        change nothing and say why (:attr:`Takeover.refused`)."""
 
     @abstractmethod
     async def append(
@@ -104,18 +150,20 @@ class SessionStore(ABC):
         keep_from: int,
         ttl: float,
         cursors: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> bool | None:
         """Store ``frames`` as seqs ``first_seq...``; drop those below ``keep_from``; record the
         rooms' positions these frames reach (``cursors``), atomically with them.
 
-        Returns False, storing nothing, when ``owner`` no longer owns the session (it was
-        resumed elsewhere) or the session expired.
+        Returns True; or, storing nothing, False when ``owner`` no longer owns the session (it
+        was resumed elsewhere), None when the session is gone (expired, flushed, evicted) or
+        is not the one this owner wrote (``first_seq`` does not follow its newest frame).
         """
 
-    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException]:
+    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException | None]:
         """Several :meth:`append` calls (of different sessions) at once, results in order; an
-        error of one is returned in its place. Stores with I/O make it one round trip."""
-        results: list[bool | BaseException] = []
+        error of one is returned in its place, never raised for all. Stores with I/O make it
+        one round trip."""
+        results: list[bool | BaseException | None] = []
         for append in appends:
             try:
                 results.append(await self.append(*append))
@@ -136,9 +184,10 @@ class SessionStore(ABC):
         ttl: float,
         rooms: dict[str, str] | None = None,
         cursors: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> bool | None:
         """Extend the expiry, drop frames below ``keep_from``, record ``rooms`` and ``cursors``
-        (rooms' positions, merged) if given; False when ``owner`` no longer owns the session."""
+        (rooms' positions, merged) if given; False when ``owner`` no longer owns the session,
+        None when the session is gone."""
 
     @abstractmethod
     async def delete(self, session_id: str, owner: str) -> None:
@@ -149,11 +198,12 @@ class SessionStore(ABC):
 
 
 class _Record:
-    __slots__ = ("cursors", "expires_at", "first", "frames", "identity", "owner", "rooms")
+    __slots__ = ("cursors", "expires_at", "first", "frames", "generation", "identity", "owner", "rooms")
 
     def __init__(self, owner: str, identity: str | None) -> None:
         self.owner = owner
         self.identity = identity
+        self.generation = 0
         self.first = 1
         self.frames: deque[Frame] = deque()
         self.rooms: dict[str, str] = {}
@@ -164,20 +214,28 @@ class _Record:
     def head(self) -> int:
         return self.first + len(self.frames) - 1
 
+    def state(self) -> SessionState:
+        return SessionState(self.identity, self.head, self.first, dict(self.rooms), dict(self.cursors), self.generation)
+
 
 class MemorySessionStore(SessionStore):
     """Sessions in this process's memory: resumption across reconnects to the same process.
 
     A client whose reconnection lands on another worker process, or comes after a restart,
     gets ``unknown_session``: use :class:`~asgi_ws.resume.RedisSessionStore` with several workers.
-    """
 
-    #: Expired records are swept every this many creations.
-    SWEEP_EVERY = 1000
+    An abandoned session (it may hold megabytes of frames) is freed when its window ends, by
+    one timer of the loop's timer service armed for the earliest expiry (a heap of expiries,
+    each record in it once; a record whose expiry moved on is put back with its new one).
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, _Record] = {}
-        self._created = 0
+        self._expiries: list[tuple[float, int, str, _Record]] = []  # heap: expires_at, tie-break, id, record
+        self._order = itertools.count()
+        self._timer: Timer | None = None
+        self._timer_at = float("inf")
+        self._timer_service: object = None  # the loop's timer service the timer is armed on
         self.clock = time.monotonic
 
     def __len__(self) -> int:
@@ -190,28 +248,55 @@ class MemorySessionStore(SessionStore):
             return None
         return record
 
-    def _sweep(self) -> None:
-        now = self.clock()
-        for session_id in [s for s, r in self._records.items() if r.expires_at <= now]:
-            del self._records[session_id]
+    def _expire(self) -> None:
+        """The timer: free the records whose expiry passed, put back those extended meanwhile."""
+        self._timer, self._timer_at = None, float("inf")
+        now, heap = self.clock(), self._expiries
+        while heap and heap[0][0] <= now:
+            _, _, session_id, record = heapq.heappop(heap)
+            if self._records.get(session_id) is not record:
+                continue  # deleted (its client closed it), or replaced
+            if record.expires_at <= now:
+                del self._records[session_id]
+            else:
+                heapq.heappush(heap, (record.expires_at, next(self._order), session_id, record))
+        self._arm()
+
+    def _arm(self) -> None:
+        """Keep the timer armed for the earliest expiry, on the running loop."""
+        if not self._expiries:
+            return
+        when = self._expiries[0][0]
+        service = timer_service()
+        if self._timer is not None and self._timer_at <= when and self._timer_service is service:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = service.call_later(max(0.0, when - self.clock()), self._expire)
+        self._timer_at, self._timer_service = when, service
 
     async def create(self, session_id: str, owner: str, identity: str | None, ttl: float) -> None:
-        self._created += 1
-        if self._created % self.SWEEP_EVERY == 0:
-            self._sweep()
         record = self._records[session_id] = _Record(owner, identity)
         record.expires_at = self.clock() + ttl
+        heapq.heappush(self._expiries, (record.expires_at, next(self._order), session_id, record))
+        self._arm()
 
-    async def claim(self, session_id: str, owner: str, ttl: float) -> SessionState | None:
+    async def inspect(self, session_id: str) -> SessionState | None:
         record = self._live(session_id)
-        if record is None:
-            return None
-        record.owner = owner
-        record.expires_at = self.clock() + ttl
-        return SessionState(record.identity, record.head, record.first, dict(record.rooms), dict(record.cursors))
+        return None if record is None else record.state()
 
-    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException]:
-        return [self._append(*append) for append in appends]  # no coroutine per session
+    async def take_over(self, session_id: str, owner: str, generation: int, after: int, ttl: float) -> Takeover:
+        record = self._live(session_id)
+        refused = check_takeover(None if record is None else record.state(), generation, after)
+        if refused is not None or record is None:
+            return Takeover(refused=refused or "unknown_session")
+        record.owner = owner
+        record.generation += 1
+        record.expires_at = self.clock() + ttl
+        return Takeover(record.state(), list(record.frames)[after + 1 - record.first :])
+
+    async def append_many(self, appends: Sequence[Append]) -> Sequence[bool | BaseException | None]:
+        return [_settled(self._append, append) for append in appends]  # no coroutine per session
 
     async def append(
         self,
@@ -222,7 +307,7 @@ class MemorySessionStore(SessionStore):
         keep_from: int,
         ttl: float,
         cursors: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> bool | None:
         return self._append(session_id, owner, first_seq, frames, keep_from, ttl, cursors)
 
     def _append(
@@ -234,10 +319,14 @@ class MemorySessionStore(SessionStore):
         keep_from: int,
         ttl: float,
         cursors: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> bool | None:
         record = self._live(session_id)
-        if record is None or record.owner != owner or first_seq != record.head + 1:
+        if record is None:
+            return None
+        if record.owner != owner:
             return False
+        if first_seq != record.head + 1:
+            return None
         record.frames.extend(frames)
         _advance(record.cursors, cursors)
         _trim(record, keep_from)
@@ -259,9 +348,11 @@ class MemorySessionStore(SessionStore):
         ttl: float,
         rooms: dict[str, str] | None = None,
         cursors: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> bool | None:
         record = self._live(session_id)
-        if record is None or record.owner != owner:
+        if record is None:
+            return None
+        if record.owner != owner:
             return False
         _trim(record, keep_from)
         if rooms is not None:
@@ -274,6 +365,14 @@ class MemorySessionStore(SessionStore):
         record = self._records.get(session_id)
         if record is not None and record.owner == owner:
             del self._records[session_id]
+
+
+def _settled(write: Callable[..., bool | None], append: Append) -> bool | BaseException | None:
+    """One append's result, or its error: one session's failure is its own."""
+    try:
+        return write(*append)
+    except Exception as exc:
+        return exc
 
 
 def _advance(cursors: dict[str, str], updates: dict[str, str] | None) -> None:
@@ -317,6 +416,8 @@ __all__ = [
     "MemorySessionStore",
     "SessionState",
     "SessionStore",
+    "Takeover",
+    "check_takeover",
     "frame_of",
     "message_of",
     "store_from_url",

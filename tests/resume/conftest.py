@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,3 +17,12 @@ async def _close_every_client() -> AsyncIterator[None]:
     for ws in sockets:
         ws.transport.abort()
     await asyncio.gather(*(ws.wait_closed() for ws in sockets), return_exceptions=True)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A session store URL: the memory store, then the machine's Redis under a fresh prefix."""
+    if request.param == "memory":
+        return "memory://"
+    redis_url = request.getfixturevalue("redis_url")
+    return f"{redis_url}?prefix=asgi_ws_test_{uuid.uuid4().hex[:8]}:"

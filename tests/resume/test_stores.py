@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -32,31 +33,55 @@ async def test_frames_are_read_back_after_any_seq(store: SessionStore) -> None:
     assert await store.append("s", "owner-1", 4, frames(4, 10), 1, 60, {"lobby": "0-7"})
     for after in range(10):
         assert await store.read("s", after) == frames(after + 1, 10)
-    state = await store.claim("s", "owner-1", 60)
-    assert state is not None and (state.identity, state.head, state.first) == ("alice", 9, 1)
+    state = await store.inspect("s")
+    assert state is not None and (state.identity, state.head, state.first, state.generation) == ("alice", 9, 1, 0)
     assert state.cursors == {"lobby": "0-7"}
 
 
 async def test_appends_must_continue_the_sequence(store: SessionStore) -> None:
     await store.create("s", "o", None, 60)
-    assert not await store.append("s", "o", 2, frames(2, 3), 1, 60)  # a gap
+    assert await store.append("s", "o", 2, frames(2, 3), 1, 60) is None  # a gap: not what this owner wrote
     assert await store.append("s", "o", 1, frames(1, 3), 1, 60)
-    assert not await store.append("s", "o", 2, frames(2, 3), 1, 60)  # a repeat
+    assert await store.append("s", "o", 2, frames(2, 3), 1, 60) is None  # a repeat
     assert await store.read("s", 0) == frames(1, 3)
 
 
-async def test_a_claim_moves_ownership_and_the_old_owner_can_write_no_more(store: SessionStore) -> None:
+async def test_a_takeover_moves_ownership_and_the_old_owner_can_write_no_more(store: SessionStore) -> None:
     await store.create("s", "old", None, 60)
     assert await store.append("s", "old", 1, frames(1, 3), 1, 60)
-    assert await store.claim("s", "new", 60) is not None
-    assert not await store.append("s", "old", 3, frames(3, 4), 1, 60)
-    assert not await store.touch("s", "old", 1, 60)
-    assert await store.append("s", "new", 3, frames(3, 4), 1, 60)
+    taken = await store.take_over("s", "new", 0, 1, 60)
+    assert taken.refused is None and taken.state is not None and taken.frames == frames(2, 3)
+    assert (taken.state.head, taken.state.generation) == (2, 1)
+    assert await store.append("s", "old", 3, frames(3, 4), 1, 60) is False  # replaced, not lost
+    assert await store.touch("s", "old", 1, 60) is False
+    assert await store.append("s", "new", 3, frames(3, 4), 1, 60) is True
     await store.delete("s", "old")  # not the owner: nothing happens
-    assert await store.claim("s", "new", 60) is not None
+    assert await store.inspect("s") is not None
     await store.delete("s", "new")
-    assert await store.claim("s", "new", 60) is None
-    assert await store.claim("never-created", "x", 60) is None
+    assert await store.inspect("s") is None
+    assert await store.append("s", "new", 4, frames(4, 5), 1, 60) is None  # gone, not replaced
+    assert await store.touch("s", "new", 1, 60) is None
+    assert (await store.take_over("s", "x", 1, 0, 60)).refused == "unknown_session"
+    assert await store.inspect("never-created") is None
+
+
+@pytest.mark.parametrize(
+    ("generation", "after", "refused"),
+    [(0, 3, "token_used"), (2, 3, "unknown_session"), (1, 6, "seq_ahead"), (1, 1, "gap_too_old")],
+)
+async def test_a_refused_takeover_changes_nothing(
+    store: SessionStore, generation: int, after: int, refused: str
+) -> None:
+    await store.create("s", "first", None, 60)
+    assert await store.append("s", "first", 1, frames(1, 3), 1, 60)
+    assert (await store.take_over("s", "holder", 0, 2, 60)).refused is None  # generation 1, held by "holder"
+    assert await store.append("s", "holder", 3, frames(3, 6), 3, 60)  # frames 3-5; 1 and 2 acknowledged
+    before = await store.inspect("s")
+    taken = await store.take_over("s", "intruder", generation, after, 60)
+    assert (taken.refused, taken.state, taken.frames) == (refused, None, [])
+    assert await store.inspect("s") == before
+    assert await store.append("s", "holder", 6, frames(6, 7), 1, 60) is True  # still the holder's
+    assert await store.append("s", "intruder", 7, frames(7, 8), 1, 60) is False
 
 
 async def test_trimming_keeps_every_frame_at_or_after_keep_from(store: SessionStore) -> None:
@@ -64,12 +89,12 @@ async def test_trimming_keeps_every_frame_at_or_after_keep_from(store: SessionSt
     for start in range(1, 100, 10):  # ten batches of ten
         assert await store.append("s", "o", start, frames(start, start + 10), 1, 60)
     assert await store.touch("s", "o", 35, 60, {"lobby": "raw"}, {"lobby": "3-0"})
-    state = await store.claim("s", "o", 60)
+    state = await store.inspect("s")
     assert state is not None and state.head == 100 and state.rooms == {"lobby": "raw"}
     assert 1 < state.first <= 35  # whole batches are dropped in Redis, single frames in memory
     assert await store.read("s", 34) == frames(35, 101)
     assert await store.touch("s", "o", 101, 60)  # everything acknowledged
-    state = await store.claim("s", "o", 60)
+    state = await store.inspect("s")
     assert state is not None and state.first == 101 and await store.read("s", 100) == []
     assert await store.append("s", "o", 101, frames(101, 102), 101, 60)
     assert await store.read("s", 100) == frames(101, 102)
@@ -79,7 +104,7 @@ async def test_binary_and_text_frames_round_trip(store: SessionStore) -> None:
     from asgi_ws.resume.store import frame_of, message_of
 
     messages = [
-        {"type": "websocket.send", "text": "héllo \udcff"},
+        {"type": "websocket.send", "text": "héllo \U0001f600"},
         {"type": "websocket.send", "bytes": b"\x00\x01\xff"},
         {"type": "websocket.send", "text": ""},
         {"type": "websocket.send", "bytes": b""},
@@ -87,6 +112,8 @@ async def test_binary_and_text_frames_round_trip(store: SessionStore) -> None:
     await store.create("s", "o", None, 60)
     assert await store.append("s", "o", 1, [frame_of(m) for m in messages], 1, 60)
     assert [message_of(f) for f in await store.read("s", 0)] == messages
+    with pytest.raises(UnicodeEncodeError):  # no socket could send it: refused before it is numbered
+        frame_of({"type": "websocket.send", "text": "lone \udcff"})
 
 
 async def test_a_rooms_cursor_only_moves_forward(store: SessionStore) -> None:
@@ -95,7 +122,7 @@ async def test_a_rooms_cursor_only_moves_forward(store: SessionStore) -> None:
     assert await store.append("s", "o", 1, frames(1, 3), 1, 60, {"feed": "1700000000000-5"})
     assert await store.touch("s", "o", 1, 60, None, {"feed": "1700000000000-2", "other": "0-1"})
     assert await store.append("s", "o", 3, frames(3, 4), 1, 60, {"feed": "1700000000001-0"})
-    state = await store.claim("s", "o", 60)
+    state = await store.inspect("s")
     assert state is not None and state.cursors == {"feed": "1700000000001-0", "other": "0-1"}
 
 
@@ -126,3 +153,13 @@ def test_frames_follow_a_reused_and_changed_message_dict() -> None:
     assert frame_of(message) == b"bx"
     message["bytes"][0] = ord("y")  # type: ignore[index]  # mutable payloads are never remembered
     assert frame_of(message) == b"by"
+
+
+async def test_of_several_takeovers_with_one_token_exactly_one_wins(store: SessionStore) -> None:
+    """A token names one generation: racing resumes with it cannot both take the session over."""
+    await store.create("s", "o", None, 60)
+    assert await store.append("s", "o", 1, frames(1, 3), 1, 60)
+    results = await asyncio.gather(*(store.take_over("s", f"claimant-{i}", 0, 2, 60) for i in range(5)))
+    assert sorted(r.refused or "taken" for r in results) == ["taken", *["token_used"] * 4]
+    winner = next(i for i, r in enumerate(results) if r.refused is None)
+    assert await store.append("s", f"claimant-{winner}", 3, frames(3, 4), 1, 60) is True

@@ -63,10 +63,10 @@ def expected(start: int, stop: int) -> list[str]:
     return [f"b:{i}" if i % 7 == 0 else str(i) for i in range(start, stop)]
 
 
-async def refused(url: str) -> tuple[ClientConnection, Stream, dict[str, Any]]:
+async def refused(url: str, **kwargs: Any) -> tuple[ClientConnection, Stream, dict[str, Any]]:
     """Resume at ``url`` expecting a refusal: the connection (in its fresh session), what it
     received, and the ``resume_failed`` message."""
-    ws = await connect(url)
+    ws = await connect(url, **kwargs)
     OPENED.append(ws)
     fresh = Stream()
     await read_until(ws, fresh, lambda s: any(c["$ws"] == "session" for c in s.controls))
