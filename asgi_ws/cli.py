@@ -13,6 +13,7 @@ with 1001, new handshakes refused with 503, within ``--drain-timeout`` seconds.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import sys
@@ -30,7 +31,7 @@ from .middleware.ratelimit import RateLimitMiddleware
 from .middleware.resume import ResumeMiddleware
 from .pubsub import PubSubApp
 from .rooms import Rooms
-from .types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 #: Seconds uvicorn's own shutdown may take after the drain (connections the drain left get 1012).
 SHUTDOWN_GRACE = 5
@@ -71,11 +72,18 @@ def build_app(
     ratelimit = RateLimitMiddleware(pubsub, rate=rate, burst=2 * rate, max_message_size=max_message_size)
     backpressure = BackpressureMiddleware(ratelimit, max_messages=1000, policy="drop_oldest")
     session: ASGIApp = backpressure
+    resume: ResumeMiddleware | None = None
     if resume_window > 0:
         keys = list(resume_keys) or [secrets.token_urlsafe(32)]
-        session = ResumeMiddleware(
+        session = resume = ResumeMiddleware(
             backpressure, secret_keys=keys, store=session_store, window=resume_window, rooms=rooms
         )
+        if not resume_keys:  # the likely reason a token's key is unknown: this process was restarted
+            logging.getLogger("asgi_ws").warning(
+                "ASGI_WS_RESUME_KEYS is not set: resume tokens are signed with a random key of this process, "
+                "so no session survives a restart or resumes on another process"
+            )
+            resume.signer.unknown_key_hint = "keys change on restart unless ASGI_WS_RESUME_KEYS is set"
     endpoint = OriginMiddleware(
         HeartbeatMiddleware(session, interval=heartbeat_interval, timeout=heartbeat_interval),
         allow_origins=["*"] if allow_any_origin else list(allow_origins),
@@ -93,7 +101,8 @@ def build_app(
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await pubsub(scope, receive, send)  # starts and closes the rooms (the broker)
+            # Starts and closes the rooms (the broker), and closes the session store.
+            await pubsub(scope, receive, send if resume is None else _closing_store(resume, send))
         elif kind == "websocket":
             if scope["path"] == path:
                 await guarded(scope, receive, send)
@@ -111,6 +120,18 @@ def build_app(
                 await _respond(send, 404, b"not found", b"text/plain; charset=utf-8")
 
     return app
+
+
+def _closing_store(resume: ResumeMiddleware, send: Send) -> Send:
+    """The lifespan's ``send``: the session store's connections are closed before the
+    shutdown is reported complete (uvicorn stops the loop soon after)."""
+
+    async def send_closing_the_store(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            await resume.close()
+        await send(message)
+
+    return send_closing_the_store
 
 
 def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any, session: Any, limit: Any) -> Any:
