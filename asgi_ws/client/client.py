@@ -378,6 +378,8 @@ class Client:
                 self._attempts.connected(loop.time())
                 code, reason = await self._serve(ws)
                 self._emit("disconnected", code=code, reason=reason)
+                if self._resume.on_close(code):  # 4404: the next connection starts a new session
+                    self._emit("session_lost", code=code, reason=reason)
                 if self._closing:
                     self._stop(ClientClosed(1000, "closed by the client"))
                     return
@@ -585,8 +587,16 @@ class Client:
             self._fail((str(ref), key), RequestRefused(code, text, str(ref)))
 
     async def _tick_until_closed(self, ws: ClientConnection, opened_at: float) -> None:
-        with contextlib.suppress(ConnectionClosed):  # the reader sees the end of the connection
-            await self._tick(ws, opened_at)
+        """Run :meth:`_tick` until the connection closes: a step whose send raised (a failed
+        ping) is logged and the heartbeat stays armed, so its timeout still finds a dead socket."""
+        while True:
+            try:
+                await self._tick(ws, opened_at)
+                return  # the heartbeat aborted the connection
+            except ConnectionClosed:
+                return  # the reader sees the end of the connection
+            except Exception as exc:
+                logger.warning("asgi_ws client: a heartbeat step failed, the heartbeat goes on: %r", exc)
 
     async def _tick(self, ws: ClientConnection, opened_at: float) -> None:
         """Per connection: the client's heartbeat, acks, and the deadline of a resume answer."""

@@ -22,6 +22,7 @@ EventKind = Literal[
     "reconnecting",  # the client waits delay seconds before attempt number attempt: code, reason of the failure
     "resumed",  # the server resumed the session and replays what was missed: detail is the resumed message
     "resume_failed",  # the session could not be resumed (code, reason): the application must resync
+    "session_lost",  # the server's store lost the session (close 4404): reconnecting with a new one; resync
     "gave_up",  # max_attempts reconnection attempts failed: attempt, code, reason, exception
     "error",  # the server sent an error control message: code, reason (its message), detail
     "control",  # another control message for the application (presence_diff...): detail
@@ -35,8 +36,8 @@ class Event:
 
     Attributes:
         kind: what happened (see :data:`EventKind`).
-        code: close code (int) for ``disconnected``, ``reconnecting``, ``gave_up`` and
-            ``closed``; protocol code (str) for ``error`` and ``resume_failed``.
+        code: close code (int) for ``disconnected``, ``reconnecting``, ``session_lost``,
+            ``gave_up`` and ``closed``; protocol code (str) for ``error`` and ``resume_failed``.
         reason: close reason or the server's explanation.
         attempt: reconnection attempt number (1-based) for ``reconnecting`` and ``gave_up``.
         delay: seconds the client waits before that attempt (``reconnecting``).

@@ -5,7 +5,8 @@ A resumable session is opted into at the handshake (``?ws_resume=new``); the ser
 the connection is up. After a drop the client reconnects with
 ``?ws_resume=<token>&ws_seq=<n>``, ``n`` being the number of data frames (every frame that
 is not a control message) it received in the session; the server answers ``resumed`` and
-replays what was missed, or ``resume_failed`` and starts a fresh session.
+replays what was missed, or ``resume_failed`` and starts a fresh session. A close with 4404
+says the server's store lost the session: the next connection starts a new one.
 :class:`ResumeState` keeps the token and the count and builds the query parameters.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+
+from ..close_codes import CloseCode
 
 logger = logging.getLogger("asgi_ws.client")
 
@@ -115,6 +118,20 @@ class ResumeState:
         self.session_id = self.token = None
         self.received = self.acked = 0
         return was_resuming
+
+    def on_close(self, code: int) -> bool:
+        """The connection closed with ``code``; True when that lost the session.
+
+        4404 (``session lost by the store``: flushed, evicted, expired while the socket was up):
+        resuming it would only be refused, so the session is forgotten and the next connection
+        asks for a new one. The frames the server numbered but did not store are lost.
+        """
+        if code != CloseCode.SESSION_LOST or self.token is None:
+            return False
+        self.session_id = self.token = None
+        self.pending = False
+        self.received = self.acked = 0
+        return True
 
     def _window(self, message: Mapping[str, Any]) -> None:
         window = message.get("window")

@@ -55,7 +55,8 @@
 
     /** Register a handler: open, welcome, message, raw, subscribed, unsubscribed, presence,
      *  presence_diff, published, error, close, reconnecting, giveup, state, resumed,
-     *  resume_failed (the session is gone: reload the state you show). */
+     *  resume_failed (the session is gone: reload the state you show), session_lost (close 4404:
+     *  the server's store lost the session; a new one starts on the next connection: reload too). */
     on(event, handler) {
       (this.handlers[event] = this.handlers[event] || []).push(handler);
       return this;
@@ -146,6 +147,12 @@
         if (this.ws !== ws) return;
         clearTimeout(this._timer);
         this.emit("close", {code: event.code, reason: event.reason});
+        if (event.code === 4404 && this.session) {  // session lost by the store: ask for a new one
+          this.session = null;
+          this.received = 0;
+          this._acked = 0;
+          this.emit("session_lost", {code: event.code, reason: event.reason});
+        }
         if (this.stopped || NO_RECONNECT.has(event.code)) {
           this._setState("closed");
           return;
@@ -250,15 +257,15 @@
     _arm() {
       clearTimeout(this._timer);
       if (this.state !== "open") return;
+      // Armed again before anything is sent: a send that throws cannot stop the heartbeat.
+      this._timer = setTimeout(() => this._arm(), 1000);
       this._ack();                                 // at most once a second, when frames arrived
-      if (!this.pingInterval) {
-        this._timer = setTimeout(() => this._arm(), 1000);
-        return;
-      }
+      if (!this.pingInterval) return;
       const silence = (Date.now() - this._lastReceived) / 1000;
       if (this._pingSentAt !== null) {
         if ((Date.now() - this._pingSentAt) / 1000 >= this.pingTimeout) {
           if (this._lastReceived < this._pingSentAt) {
+            clearTimeout(this._timer);
             this.ws.close(4408, "heartbeat timeout (client)");   // nothing since the ping: dead, reconnect
             return;
           }
@@ -269,7 +276,6 @@
         this._pingSentAt = Date.now();
         this._control("ping", {id: this._pingId});
       }
-      this._timer = setTimeout(() => this._arm(), 1000);
     }
 
     _setState(state) {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import uuid
 from typing import Any
 
 from asgi_ws.cli import build_app
@@ -68,7 +70,7 @@ async () => {
   const url = async () => { await window.gate; return "/ws"; };  // held closed while a test wants
   const client = new AsgiWs(url, {pingInterval: 0, backoff: {base: 0.05, cap: 0.2}});
   client.on("message", (msg) => window.got.push(msg.data));
-  for (const kind of ["resumed", "resume_failed", "close"]) {
+  for (const kind of ["resumed", "resume_failed", "session_lost", "close"]) {
     client.on(kind, (detail) => window.events.push([kind, detail]));
   }
   client.subscribe("news");
@@ -105,3 +107,33 @@ async def test_the_browser_client_resumes_and_misses_nothing_published_while_awa
         assert await page.evaluate("window.got") == list(range(31))
         kinds = await page.evaluate("window.events.map(([kind, detail]) => [kind, detail.room_gap ?? null])")
         assert kinds == [["close", None], ["resumed", False]]
+
+
+async def test_the_browser_client_starts_a_new_session_when_the_store_lost_its_own(
+    browser: Any, redis_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    prefix = f"asgi_ws_browser_{uuid.uuid4().hex[:8]}:"
+    app = build_app(session_store=f"{redis_url}?prefix={prefix}", resume_keys=["browser-test-key"])
+    async with serve(app, lifespan="on", graceful=True) as server:  # the lifespan shutdown closes the store
+        page = await browser.new_page()
+        await page.goto(server.http_url("/"))
+        await page.evaluate(RESUMING_CLIENT)
+        await page.evaluate("window.client.on('subscribed', () => { window.resubscribed = true; })")
+        lost = await page.evaluate("window.client.session.id")
+        redis = Redis.from_url(redis_url)
+        await redis.delete(*[key async for key in redis.scan_iter(match=f"{prefix}*")])  # a FLUSHALL, for this test
+        await redis.aclose()
+        origin = f"http://127.0.0.1:{server.port}"
+        async with opened(server.ws_url("/ws"), origin=origin, ping_interval=None) as publisher:
+            await publisher.send(json.dumps({"$ws": "publish", "channel": "news", "data": 1}))  # cannot be stored
+            await page.wait_for_function("window.resubscribed === true")  # a new session, subscribed again
+            await publisher.send(json.dumps({"$ws": "publish", "channel": "news", "data": 2}))
+            await page.wait_for_function("window.got.length >= 1")
+        assert await page.evaluate("window.got") == [2]
+        assert await page.evaluate("window.client.session.id") != lost
+        kinds = await page.evaluate("window.events.map(([kind, detail]) => [kind, detail.code ?? null])")
+        assert kinds == [["close", 4404], ["session_lost", 4404]]
+        await page.close()
+    gc.collect()  # asgi-ws serve closed its session store at shutdown: no unclosed Redis connection
