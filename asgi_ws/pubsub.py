@@ -18,9 +18,10 @@ from typing import Any
 from .connection import Connection, attach_session
 from .drain import DRAIN_TIMEOUT, drain
 from .exceptions import ConfigurationError, PermissionDenied
-from .protocol import ProtocolError, field
+from .protocol import ProtocolError, encode, field
 from .rooms import PresenceEvent, Rooms
 from .rooms.core import MAX_ROOM_LENGTH
+from .rooms.presence import check_meta
 from .types import Receive, Scope, Send
 
 logger = logging.getLogger("asgi_ws.pubsub")
@@ -37,7 +38,7 @@ class PubSubApp:
             (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``, checked for every
             client request in addition to ``rooms.authorize``. Only ``True`` allows.
         max_subscriptions: channels one connection may be subscribed to at once.
-        max_publish_bytes: largest ``data`` a client may publish, JSON-encoded.
+        max_publish_bytes: largest ``data`` a client may publish, JSON-encoded, in UTF-8 bytes.
         allow_publish: False makes the endpoint subscribe-only for clients (the server
             publishes through ``rooms.publish``).
         echo: deliver a client's publishes to itself too.
@@ -169,9 +170,8 @@ class PubSubApp:
             raise ProtocolError("forbidden", "clients may not publish on this endpoint", "publish")
         if "data" not in message:
             raise ProtocolError("bad_field", '"data" is required', "publish")
-        data = message["data"]
-        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > self.max_publish_bytes:
+        data = message["data"]  # any JSON value that protocol.decode let through can be sent
+        if _utf8_size(data) > self.max_publish_bytes:
             raise ProtocolError("too_large", f"data is limited to {self.max_publish_bytes} bytes", "publish")
         await self._check(conn, channel, "publish")
         try:
@@ -209,8 +209,9 @@ class PubSubApp:
             return
         entry = event.entry
         diff = {"channel": entry.room, event.kind: {"member": entry.member, "user": entry.user, "meta": entry.meta}}
+        frame = encode("presence_diff", diff)  # once for every watcher
         for conn in list(watchers):
-            conn.control.send("presence_diff", diff)
+            conn.outbound.send_control(frame)  # never raises: a broken watcher fails alone
 
     def _forget(self, conn: Connection) -> None:
         for channel in [c for c, watchers in self._watchers.items() if conn in watchers]:
@@ -226,15 +227,24 @@ def _channel(message: dict[str, Any], op: str) -> str:
     return str(channel)
 
 
-#: Largest ``meta`` a client may attach to a subscription (JSON-encoded), shown to others by presence.
+#: Largest ``meta`` a client may attach to a subscription (JSON-encoded, UTF-8 bytes), shown to others by presence.
 MAX_META_BYTES = 1024
 
 
 def _meta(message: dict[str, Any]) -> dict[str, Any]:
     meta = field(message, "meta", dict, required=False) or {}
-    if len(json.dumps(meta, separators=(",", ":")).encode()) > MAX_META_BYTES:
+    try:
+        check_meta(meta)  # decode() let only sendable values through; this bounds the nesting
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, f"meta: {exc.message}", "subscribe") from None
+    if _utf8_size(meta) > MAX_META_BYTES:
         raise ProtocolError("too_large", f"meta is limited to {MAX_META_BYTES} bytes", "subscribe")
     return dict(meta)
+
+
+def _utf8_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON in UTF-8 (what a client would send)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _ref(message: dict[str, Any]) -> dict[str, Any]:

@@ -215,3 +215,23 @@ async def test_subscription_meta_is_shown_by_presence_and_validated() -> None:
         ws.send_json({"$ws": "subscribe", "channel": "e", "meta": {"bio": "x" * 2000}})
         assert (await ws.next_json())["code"] == "too_large"
     await app.rooms.close()
+
+
+async def test_sizes_are_utf8_bytes_and_meta_nesting_is_bounded() -> None:
+    app = PubSubApp(max_publish_bytes=20)
+    async with Harness(app) as ws:
+        ws.send_json({"$ws": "subscribe", "channel": "c", "meta": {"bio": "é" * 500}})  # 1,010 bytes in UTF-8
+        assert (await ws.next_json())["$ws"] == "subscribed"
+        ws.send_json({"$ws": "subscribe", "channel": "d", "meta": {"bio": "é" * 510}})
+        assert (await ws.next_json())["code"] == "too_large"
+        deep: Any = 1
+        for _ in range(17):
+            deep = {"k": deep}
+        ws.send_json({"$ws": "subscribe", "channel": "e", "meta": deep})  # 17 levels: over MAX_META_DEPTH
+        reply = await ws.next_json()
+        assert (reply["code"], reply["ref"]) == ("too_deep", "subscribe")
+        ws.send_json({"$ws": "publish", "channel": "c", "data": "é" * 9, "id": 1})  # 20 bytes
+        assert (await ws.next_json())["$ws"] == "published"
+        ws.send_json({"$ws": "publish", "channel": "c", "data": "é" * 10, "id": 2})
+        assert (await ws.next_json())["code"] == "too_large"
+    await app.rooms.close()

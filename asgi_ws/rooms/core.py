@@ -26,11 +26,12 @@ from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
 from ..connection import Connection, connection_of
 from ..exceptions import ConfigurationError, PermissionDenied
 from ..outbound import OutboundTotals, QueueLimits
+from ..protocol import ProtocolError, is_text
 from ..resume.session import session_of
 from ..types import Message, Scope
 from . import envelope
 from .envelope import EnvelopeError, Format
-from .presence import PresenceEntry, PresenceEvent, PresenceTracker
+from .presence import PresenceEntry, PresenceEvent, PresenceTracker, check_meta
 
 logger = logging.getLogger("asgi_ws.rooms")
 
@@ -40,6 +41,8 @@ MAX_ROOM_LENGTH = 200
 #: Presence messages waiting to be published at most (a broker outage); beyond, they are
 #: dropped, and the other nodes resynchronise from the sequence gap.
 MAX_PENDING_PRESENCE = 10_000
+#: Malformed broker messages are counted one by one but logged at most once per this many seconds.
+MALFORMED_LOG_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -50,7 +53,7 @@ class RoomsStats:
     delivered: int = 0
     dropped: int = 0  # offers refused: a member's queue policy dropped or closed, or it was gone
     received: int = 0  # messages from other processes
-    malformed: int = 0  # broker messages that were not envelopes of this library
+    malformed: int = 0  # broker messages (or presence state entries) not of this library's shape: ignored
     broker_disconnects: int = 0
     broker_lost_seconds: float = 0.0
 
@@ -144,7 +147,8 @@ class Rooms:
         self.default_limits = default_limits or QueueLimits(max_messages=1000, policy="drop_oldest")
         self.totals = OutboundTotals()
         self.stats = RoomsStats()
-        self._tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval)
+        self._tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval, self._presence_malformed)
+        self._malformed_logged_at = float("-inf")
         self._presence_channel = f"{namespace}!presence"
         #: True when the broker keeps history (``?history=N``): resumed sessions get the room
         #: messages they missed; local members then receive through the broker too.
@@ -218,11 +222,22 @@ class Rooms:
         ``format="raw"`` delivers published payloads as they are; ``"channel"`` wraps them
         as ``{"channel": room, "data": ...}`` (what PubSubApp's clients receive).
 
+        ``meta`` is shown to every client that asks for the room's presence: a dict of JSON
+        (string keys, finite numbers, no lone surrogate), nested at most
+        :data:`~asgi_ws.rooms.presence.MAX_META_DEPTH` deep.
+
         Raises:
             PermissionDenied: ``authorize`` refused.
             ConfigurationError: the connection has no asgi_ws connection shell.
+            ValueError: ``room``, ``meta`` or the user identity of the connection cannot be
+                sent to clients (a lone surrogate, a NaN...).
         """
         _check_room(room)
+        if meta is not None:
+            try:
+                check_meta(meta)
+            except ProtocolError as exc:
+                raise ValueError(f"meta cannot be shown to clients: {exc.message}") from None
         await self.start()
         conn = _connection(member)
         await self._check(conn.scope, room, "subscribe")
@@ -291,12 +306,16 @@ class Rooms:
         process. With ``sender`` (a member) the ``publish`` action is authorized against its
         scope. Returns how many local members it was handed to (0 with a history broker:
         local members then receive through the broker).
+
+        Raises:
+            ValueError: ``data`` cannot be sent to clients (a lone surrogate in a string, a
+                NaN or infinite number...): nothing is delivered nor published.
         """
         _check_room(room)
+        kind, payload = envelope.payload_of(data)
         await self.start()
         if sender is not None:
             await self._check(_connection(sender).scope, room, "publish")
-        kind, payload = envelope.payload_of(data)
         skip = self._members.get(_connection(exclude)) if exclude is not None else None
         self.stats.published += 1
         # With history every member, local ones too, receives through the broker, in the
@@ -361,8 +380,8 @@ class Rooms:
         for position, data in entries:
             try:
                 kind, body, _, _ = envelope.decode(data)
-            except (EnvelopeError, UnicodeDecodeError):
-                self.stats.malformed += 1
+            except EnvelopeError as exc:
+                self._malformed(f"a message of the history of {room!r}", exc)
                 continue
             missed.append((position, envelope.message_for(fmt, room, kind, body)))
         return missed
@@ -378,8 +397,8 @@ class Rooms:
             return
         try:
             kind, body, node, exclude = envelope.decode(payload)
-        except (EnvelopeError, UnicodeDecodeError):
-            self.stats.malformed += 1
+        except EnvelopeError as exc:
+            self._malformed(f"a message on {channel!r}", exc)
             return
         if node == self.node:
             if not self.history:
@@ -423,6 +442,10 @@ class Rooms:
             if conn.outbound.limits is None:
                 conn.outbound.configure(self.default_limits, self.totals)
             identity = user_identity(conn.scope)
+            if identity is not None:  # presence shows it to clients and other processes: as text
+                identity = str(identity)
+                if not is_text(identity):
+                    raise ValueError("the user identity of this connection holds a lone surrogate (auth backend)")
             entry = self._members[conn] = _Member(conn, f"{self.node}.{next(self._ids)}", identity)
             self._by_id[entry.id] = entry
             conn.on_end(lambda: self._forget_and_sync(entry))
@@ -502,15 +525,29 @@ class Rooms:
     def _on_presence_message(self, payload: bytes) -> None:
         try:
             message = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            self.stats.malformed += 1
+        except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
+            self._malformed("a presence message", exc)
             return
-        if not isinstance(message, dict):
-            self.stats.malformed += 1
-            return
-        out, events = self._tracker.receive(message, time.monotonic())
+        out, events = self._tracker.receive(message, time.monotonic())  # checks every field
         self._queue_presence(out)
         self._emit(events)
+
+    def _presence_malformed(self, reason: str) -> None:
+        self._malformed("a presence message", reason)
+
+    def _malformed(self, what: str, reason: object) -> None:
+        """Count a broker message ignored for its shape; log it, at most once per interval."""
+        self.stats.malformed += 1
+        now = time.monotonic()
+        if now - self._malformed_logged_at >= MALFORMED_LOG_INTERVAL:
+            self._malformed_logged_at = now
+            logger.warning(
+                "rooms ignored %s from the broker: %s (%d malformed so far; logged at most every %.0f s)",
+                what,
+                reason,
+                self.stats.malformed,
+                MALFORMED_LOG_INTERVAL,
+            )
 
     def _emit(self, events: list[PresenceEvent]) -> None:
         for event in events:
@@ -531,8 +568,10 @@ def _dumps(message: dict[str, Any]) -> bytes:
 
 
 def _check_room(room: str) -> None:
-    if not isinstance(room, str) or not room or len(room) > MAX_ROOM_LENGTH:
-        raise ValueError(f"room names are non-empty strings of at most {MAX_ROOM_LENGTH} characters")
+    if not is_text(room) or not room or len(room) > MAX_ROOM_LENGTH:
+        raise ValueError(
+            f"room names are non-empty strings of at most {MAX_ROOM_LENGTH} characters, without a lone surrogate"
+        )
 
 
 def _connection(member: Any) -> Connection:

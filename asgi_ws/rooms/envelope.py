@@ -27,6 +27,8 @@ _KIND_NAMES: dict[int, Kind] = {0: "json", 1: "text", 2: "binary"}
 _VERSION = 1
 _HEADER = struct.Struct("!BBHH")  # version, kind, node id length, exclude length
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# What the application publishes must be JSON every client parses: no NaN or Infinity.
+_dumps_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class EnvelopeError(ValueError):
@@ -34,12 +36,27 @@ class EnvelopeError(ValueError):
 
 
 def payload_of(data: Any) -> tuple[Kind, bytes]:
-    """Classify and encode what the application published: bytes, str, or a JSON value."""
+    """Classify and encode what the application published: bytes, str, or a JSON value.
+
+    Raises:
+        ValueError: ``data`` cannot be sent: a string with a lone surrogate (not Unicode
+            text), a NaN or infinite number, a circular or too deeply nested structure.
+        TypeError: ``data`` holds something that is not JSON-serialisable.
+    """
     if isinstance(data, (bytes, bytearray, memoryview)):
         return "binary", bytes(data)
-    if isinstance(data, str):
-        return "text", data.encode()
-    return "json", _dumps(data).encode()
+    try:
+        if isinstance(data, str):
+            return "text", data.encode()
+        return "json", _dumps_data(data).encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            "published data holds a lone surrogate (U+D800 to U+DFFF not in a pair): it is not Unicode text"
+        ) from None
+    except RecursionError:
+        raise ValueError("published data is nested too deeply to be encoded as JSON") from None
+    except ValueError as exc:  # NaN or infinity, a circular reference
+        raise ValueError(f"published data cannot be encoded as JSON: {exc}") from None
 
 
 def encode(kind: Kind, payload: bytes, node: str, exclude: str = "") -> bytes:
@@ -49,16 +66,31 @@ def encode(kind: Kind, payload: bytes, node: str, exclude: str = "") -> bytes:
 
 
 def decode(envelope: bytes) -> tuple[Kind, bytes, str, str]:
-    """Return ``(kind, payload, node, exclude)`` of an envelope."""
+    """Return ``(kind, payload, node, exclude)`` of an envelope.
+
+    Raises:
+        EnvelopeError: the bytes are not a whole envelope of this version: too short,
+            truncated (the header announces more than there is), an unknown version or
+            kind, ids or a text (or JSON) payload that are not UTF-8.
+    """
     if len(envelope) < _HEADER.size:
         raise EnvelopeError("envelope too short")
     version, kind, node_len, exclude_len = _HEADER.unpack_from(envelope)
     if version != _VERSION or kind not in _KIND_NAMES:
         raise EnvelopeError(f"unknown envelope version {version} or kind {kind}")
     start = _HEADER.size
-    node = envelope[start : start + node_len].decode()
-    exclude = envelope[start + node_len : start + node_len + exclude_len].decode()
-    return _KIND_NAMES[kind], envelope[start + node_len + exclude_len :], node, exclude
+    body = start + node_len + exclude_len
+    if len(envelope) < body:
+        raise EnvelopeError("envelope truncated")
+    payload = envelope[body:]
+    try:
+        node = envelope[start : start + node_len].decode()
+        exclude = envelope[start + node_len : body].decode()
+        if kind != _KINDS["binary"]:
+            payload.decode()  # members receive it as text: it must be UTF-8
+    except UnicodeDecodeError:
+        raise EnvelopeError("envelope holds bytes that are not UTF-8") from None
+    return _KIND_NAMES[kind], payload, node, exclude
 
 
 def message_for(fmt: Format, room: str, kind: Kind, payload: bytes) -> Message:

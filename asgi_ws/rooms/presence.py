@@ -9,17 +9,29 @@ seconds (its process died) is forgotten, with a leave event for each of its memb
 the scheme of Phoenix's tracker, and it needs nothing of the broker but pub/sub, so it works
 the same on every broker. A node that closes cleanly says goodbye and is forgotten at once.
 
+Every field of another node's message is checked before it is used: a message (or a state
+entry) of the wrong shape is ignored and counted, never raised over, never half-applied.
+
 :class:`PresenceTracker` is sans-I/O: it is given messages and the time, and returns the
 messages to publish and the events to report; :class:`~asgi_ws.rooms.Rooms` does the I/O.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
+
+from ..protocol import ProtocolError, check_value, is_text
 
 Outgoing = list[dict[str, Any]]
+_Result = tuple[Outgoing, list["PresenceEvent"]]
+
+#: Deepest nesting of a member's ``meta`` (the dict itself is level 1). Presence frames carry
+#: it at most three levels down, so they stay within the control protocol's ``MAX_DEPTH``.
+MAX_META_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +81,16 @@ class PresenceTracker:
     Args:
         node: this node's id.
         ttl: seconds without a message from a node before it is considered dead.
+        on_malformed: called with a reason for every message or state entry ignored as
+            malformed (also counted in :attr:`malformed`).
     """
 
-    def __init__(self, node: str, ttl: float) -> None:
+    def __init__(self, node: str, ttl: float, on_malformed: Callable[[str], object] | None = None) -> None:
         self.node = node
         self.ttl = ttl
+        #: Messages and state entries of other nodes ignored because of their shape.
+        self.malformed = 0
+        self._on_malformed = on_malformed
         self._seq = 0
         self._local: dict[str, dict[str, PresenceEntry]] = {}
         self._nodes: dict[str, _NodeView] = {}
@@ -133,12 +150,19 @@ class PresenceTracker:
 
     # -- other nodes' messages ---------------------------------------------------------
 
-    def receive(self, message: dict[str, Any], now: float) -> tuple[Outgoing, list[PresenceEvent]]:
-        """Apply a message from the presence channel; return what to publish and what happened."""
-        node = message.get("n")
-        kind = message.get("t")
-        if not isinstance(node, str) or node == self.node:
-            return [], []  # our own echo, or garbage
+    def receive(self, message: Any, now: float) -> _Result:
+        """Apply a message from the presence channel; return what to publish and what happened.
+
+        Never raises: a message with a missing or mistyped field is ignored (counted in
+        :attr:`malformed`) before anything of it is applied.
+        """
+        if not isinstance(message, dict):
+            return self._reject("a message is not an object")
+        node, kind = message.get("n"), message.get("t")
+        if not _is_name(node):
+            return self._reject('"n" is not a node id')
+        if node == self.node:
+            return [], []  # our own echo
         if kind == "h":
             return [self.state()], []
         if kind == "q":
@@ -146,18 +170,26 @@ class PresenceTracker:
         if kind == "x":  # a node closing: its members leave now, not after the ttl
             gone = self._nodes.pop(node, None)
             return [], [PresenceEvent("leave", entry) for entry in gone.entries()] if gone else []
+        if not isinstance(kind, str) or kind not in _NUMBERED:
+            return self._reject('"t" is not a known kind')
+        seq = message.get("s")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            return self._reject('"s" is not a sequence number')
+        rooms = message.get("rooms") if kind == "st" else None
+        if kind == "st" and not isinstance(rooms, dict):
+            return self._reject('"rooms" is not an object')
+        change = _change(kind, node, message) if kind in ("j", "l") else None
+        if isinstance(change, str):
+            return self._reject(change)
         view = self._nodes.get(node)
         if view is None:
             view = self._nodes[node] = _NodeView()
         view.last_seen = now
-        if kind == "st":
-            return [], self._replace(view, node, message)
-        seq = message.get("s")
-        if not isinstance(seq, int):
-            return [], []
-        if kind in ("j", "l") and not view.stale and seq == view.seq + 1:
+        if rooms is not None:
+            return [], self._replace(view, node, seq, rooms)
+        if change is not None and not view.stale and seq == view.seq + 1:
             view.seq = seq
-            return [], self._apply(view, node, message)
+            return [], self._apply(view, kind, change)
         if kind == "b" and not view.stale and seq == view.seq:
             return [], []
         if seq <= view.seq and not view.stale:
@@ -168,32 +200,36 @@ class PresenceTracker:
         view.asked_at = now
         return [{"t": "q", "n": self.node, "to": node}], []
 
-    def _apply(self, view: _NodeView, node: str, message: dict[str, Any]) -> list[PresenceEvent]:
-        room, member = message.get("r"), message.get("m")
-        if not isinstance(room, str) or not isinstance(member, str):
-            return []
-        members = view.rooms.setdefault(room, {})
-        if message["t"] == "j":
-            user, meta, joined_at = message.get("u"), message.get("x") or {}, message.get("a") or 0.0
-            entry = members[member] = PresenceEntry(room, member, user, meta, node, joined_at)
+    def _reject(self, reason: str) -> _Result:
+        self.malformed += 1
+        if self._on_malformed is not None:
+            self._on_malformed(reason)
+        return [], []
+
+    def _apply(self, view: _NodeView, kind: str, entry: PresenceEntry) -> list[PresenceEvent]:
+        if kind == "j":
+            view.rooms.setdefault(entry.room, {})[entry.member] = entry
             return [PresenceEvent("join", entry)]
-        gone: PresenceEntry | None = members.pop(member, None)
-        if not members:
-            del view.rooms[room]
+        members = view.rooms.get(entry.room)
+        gone = members.pop(entry.member, None) if members is not None else None
+        if members is not None and not members:
+            del view.rooms[entry.room]
         return [PresenceEvent("leave", gone)] if gone else []
 
-    def _replace(self, view: _NodeView, node: str, message: dict[str, Any]) -> list[PresenceEvent]:
-        seq, rooms = message.get("s"), message.get("rooms")
-        if not isinstance(seq, int) or not isinstance(rooms, dict) or (seq < view.seq and not view.stale):
+    def _replace(self, view: _NodeView, node: str, seq: int, rooms: dict[Any, Any]) -> list[PresenceEvent]:
+        if seq < view.seq and not view.stale:
             return []
         new: dict[str, dict[str, PresenceEntry]] = {}
         for room, members in rooms.items():
-            if isinstance(members, dict):
-                new[room] = {
-                    m: PresenceEntry(room, m, v[0], v[1] or {}, node, v[2])
-                    for m, v in members.items()
-                    if isinstance(v, list) and len(v) == 3
-                }
+            if not _is_name(room) or not isinstance(members, dict):
+                self._reject("a room of a state is malformed")
+                continue
+            for member, fields in members.items():
+                entry = _state_entry(room, member, fields, node)
+                if entry is None:
+                    self._reject("a member of a state is malformed")
+                else:
+                    new.setdefault(room, {})[member] = entry
         old = {(e.room, e.member): e for e in view.entries()}
         now_entries = {(room, m): e for room, members in new.items() for m, e in members.items()}
         events = [PresenceEvent("leave", e) for key, e in old.items() if key not in now_entries]
@@ -203,4 +239,63 @@ class PresenceTracker:
         return events
 
 
-__all__ = ["PresenceEntry", "PresenceEvent", "PresenceTracker"]
+#: Kinds of numbered messages (with ``"s"``); ``h``, ``q`` and ``x`` are not numbered.
+_NUMBERED = frozenset({"b", "j", "l", "st"})
+
+
+def check_meta(meta: Any) -> None:
+    """Raise :class:`~asgi_ws.ProtocolError` (a ValueError) unless ``meta`` can be shown to
+    every client: a dict of JSON with string keys, no lone surrogate, finite numbers,
+    nested at most :data:`MAX_META_DEPTH` deep."""
+    if not isinstance(meta, dict):
+        raise ProtocolError("bad_field", "meta must be an object")
+    check_value(meta, max_depth=MAX_META_DEPTH)
+
+
+def _is_name(value: Any) -> TypeGuard[str]:
+    return is_text(value) and value != ""
+
+
+def _is_user(value: Any) -> bool:
+    return value is None or is_text(value)
+
+
+def _is_meta(value: Any) -> bool:
+    try:
+        check_meta(value)
+    except ProtocolError:
+        return False
+    return True
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _change(kind: str, node: str, message: dict[str, Any]) -> PresenceEntry | str:
+    """The entry a join (``j``) or leave (``l``) is about, or why the message is malformed."""
+    room, member = message.get("r"), message.get("m")
+    if not _is_name(room) or not _is_name(member):
+        return '"r" or "m" is not a name'
+    if kind == "l":  # a leave names the room and the member only
+        return PresenceEntry(room, member, None, {}, node, 0.0)
+    user, meta, joined_at = message.get("u"), message.get("x"), message.get("a")
+    meta = {} if meta is None else meta
+    joined_at = 0.0 if joined_at is None else joined_at
+    if not _is_user(user) or not _is_meta(meta) or not _is_time(joined_at):
+        return '"u", "x" or "a" of a join is malformed'
+    return PresenceEntry(room, member, user, meta, node, joined_at)
+
+
+def _state_entry(room: str, member: Any, fields: Any, node: str) -> PresenceEntry | None:
+    """A member of a ``st`` message (``{member: [user, meta, joined_at]}``), or None when malformed."""
+    if not _is_name(member) or not isinstance(fields, list) or len(fields) != 3:
+        return None
+    user, meta, joined_at = fields
+    meta = {} if meta is None else meta
+    if not _is_user(user) or not _is_meta(meta) or not _is_time(joined_at):
+        return None
+    return PresenceEntry(room, member, user, meta, node, joined_at)
+
+
+__all__ = ["MAX_META_DEPTH", "PresenceEntry", "PresenceEvent", "PresenceTracker", "check_meta"]
