@@ -84,18 +84,15 @@ class Example:
         return f"ws://127.0.0.1:{self.port}{path}"
 
 
-def example_env(db: Path) -> dict[str, str]:
-    return {"DEMO_DB": str(db), "DEMO_USERS": ",".join(EXAMPLE_USERS), "DEMO_PASSWORD": PASSWORD, "REDIS_URL": ""}
-
-
 @contextlib.contextmanager
-def example_server(db: Path, server: str) -> Iterator[Example]:
+def example_server(db: Path, server: str, redis_url: str = "") -> Iterator[Example]:
     """``python -m examples.django_channels --server <server>``: the documented command."""
     from tests.support.procs import free_port, server_process
 
     port = free_port()
     cmd = [sys.executable, "-m", "examples.django_channels", "--server", server, "--port", str(port)]
-    with server_process(cmd, port, env=example_env(db)):
+    env = {"DEMO_DB": str(db), "DEMO_USERS": ",".join(EXAMPLE_USERS), "DEMO_PASSWORD": PASSWORD, "REDIS_URL": redis_url}
+    with server_process(cmd, port, env=env):
         yield Example(db, port)
 
 

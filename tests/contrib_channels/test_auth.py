@@ -19,7 +19,7 @@ from asgi_ws import AuthMiddleware, OriginMiddleware
 from asgi_ws.auth import SignedTicket
 from asgi_ws.contrib.channels import DjangoAuthStack, DjangoSessionBackend, issue_ticket, load_django_user
 from asgi_ws.contrib.channels.views import asgi_ws_js, ticket_view
-from tests.contrib_channels.whoami import ORIGIN, ROUTER, report
+from tests.contrib_channels.helpers import ORIGIN, ROUTER, report
 from tests.support.clients import opened, refusal
 from tests.support.server import serve
 

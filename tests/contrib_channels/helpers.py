@@ -1,7 +1,8 @@
-"""A consumer reporting what the handshake middlewares gave it, and a client reading the report."""
+"""Shared by these tests: a consumer reporting what the handshake gave it, and frame readers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -45,3 +46,31 @@ async def report(url: str, cookie: str | None = None, *, origin: str = ORIGIN, *
     headers = {"cookie": f"sessionid={cookie}"} if cookie else {}
     async with opened(url, origin=origin, additional_headers=headers, **kwargs) as conn:
         return dict(json.loads(await conn.recv()))
+
+
+class Frames:
+    """Reads JSON frames of one connection; counts the data frames (``ws_seq`` of a resume)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.data = 0
+
+    async def next(self) -> dict[str, Any]:
+        frame = json.loads(await asyncio.wait_for(self.conn.recv(), 10))
+        if "$ws" not in frame:
+            self.data += 1
+        return dict(frame)
+
+    async def until(self, wanted: Any, what: str) -> dict[str, Any]:
+        """The first frame for which ``wanted(frame)`` holds (at most 50 frames, 10 s each)."""
+        seen = []
+        for _ in range(50):
+            frame = await self.next()
+            if wanted(frame):
+                return frame
+            seen.append(frame)
+        raise AssertionError(f"never received {what}: {seen}")
+
+    async def first(self, kind: str) -> dict[str, Any]:
+        """The next application message of type ``kind``."""
+        return await self.until(lambda frame: frame.get("type") == kind, f"a {kind!r} message")
