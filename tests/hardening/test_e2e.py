@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from asgi_ws import HeartbeatMiddleware, Rooms
 from asgi_ws.cli import build_app
 from tests.hardening.strategies import CHANNELS, control_texts
+from tests.support.logs import captured_logs, describe, is_error, no_server_errors
 from tests.support.server import serve
 
 T = TypeVar("T")
@@ -153,25 +154,15 @@ def attacks(draw: st.DrawFn) -> tuple[list[Frame], bool]:
 # -- the arena: one server, a bystander, a publisher -------------------------------------------
 
 
-class Records(logging.Handler):
-    """Every record at WARNING or above, from every logger (uvicorn.error, asgi_ws, asyncio...)."""
+def assert_no_error(records: list[logging.LogRecord]) -> None:
+    """No record at ERROR or with a traceback, from any logger (uvicorn.error, asgi_ws, asyncio...).
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def assert_no_error(self) -> None:
-        bad = [r for r in self.records if (r.levelno >= logging.ERROR or r.exc_info is not None) and not uvicorns(r)]
-        assert not bad, "the server logged:\n" + "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in bad)
-
-
-def uvicorns(record: logging.LogRecord) -> bool:
-    """uvicorn's websockets-sansio implementation logs an invalid UTF-8 text frame (which it
-    closes with 1007) as an exception of its own: not the library's, and not avoidable by it."""
-    return record.name == "uvicorn.error" and record.getMessage() == "Invalid UTF-8 sequence received from client."
+    Allowed: uvicorn's websockets-sansio implementation logs an invalid UTF-8 text frame
+    (which it closes with 1007) as an exception of its own, not the library's.
+    """
+    invalid_utf8 = "Invalid UTF-8 sequence received from client."
+    bad = [r for r in records if is_error(r) and not (r.name == "uvicorn.error" and r.getMessage() == invalid_utf8)]
+    assert not bad, f"the server logged:\n{describe(bad)}"
 
 
 @dataclass
@@ -181,7 +172,7 @@ class Arena:
     loop: LoopThread
     url: str
     origin: str
-    logs: Records
+    logs: list[logging.LogRecord]  # WARNING and above, from every logger
     #: Checks one frame the attacker received.
     check_attacker_frame: Callable[[str | bytes], None]
     #: ``publish(publisher, channel, marker)`` and ``delivery(frame) -> (channel, marker) | None``.
@@ -203,7 +194,7 @@ class Arena:
         sentinel = f"end-{next(self.markers)}"
         self.loop.run(self.attack(frames, resumable, sentinel), 30, f"the attack {frames!r}")
         self.loop.run(self.bystander_still_served(), 30, "the bystander's deliveries")
-        self.logs.assert_no_error()
+        assert_no_error(self.logs)
 
     async def attack(self, frames: list[Frame], resumable: bool, sentinel: str) -> None:
         ws = await self.connect("?ws_resume=new" if resumable else "")
@@ -256,26 +247,23 @@ def arena(
     **options: Any,
 ) -> Iterator[Arena]:
     """Serve ``app`` on a loop of its own, run ``setup`` (the bystander's), yield; check the logs at the end."""
-    logs = Records()
-    root = logging.getLogger()
-    root.addHandler(logs)
-    loop = LoopThread()
-    server_cm = serve(app, log_config=None, log_level="warning", lifespan="off")
-    try:
-        server = loop.run(server_cm.__aenter__(), 30, "the server's start")
-        place = Arena(loop, server.ws_url("/ws"), f"http://127.0.0.1:{server.port}", logs, **options)
+    with captured_logs(logging.WARNING) as logs:
+        loop = LoopThread()
+        server_cm = serve(app, log_config=None, log_level="warning", lifespan="off")
         try:
-            loop.run(setup(place), 30, "the bystander's setup")
-            yield place
+            server = loop.run(server_cm.__aenter__(), 30, "the server's start")
+            place = Arena(loop, server.ws_url("/ws"), f"http://127.0.0.1:{server.port}", logs, **options)
+            try:
+                loop.run(setup(place), 30, "the bystander's setup")
+                yield place
+            finally:
+                for ws in (place.bystander, place.publisher):
+                    if ws is not None:
+                        loop.run(ws.close(), 10, "closing a client")
+                loop.run(server_cm.__aexit__(None, None, None), 30, "the server's stop")
         finally:
-            for ws in (place.bystander, place.publisher):
-                if ws is not None:
-                    loop.run(ws.close(), 10, "closing a client")
-            loop.run(server_cm.__aexit__(None, None, None), 30, "the server's stop")
-    finally:
-        loop.close()
-        root.removeHandler(logs)
-    logs.assert_no_error()
+            loop.close()
+    assert_no_error(logs)
 
 
 # -- asgi-ws serve -------------------------------------------------------------------------------
@@ -398,21 +386,9 @@ def test_a_starlette_endpoint_survives_any_client(starlette_arena: Arena, attack
 # -- the two reports of issue 8, as plain tests ----------------------------------------------------
 
 
-@contextlib.contextmanager
-def logs_without_errors() -> Iterator[Records]:
-    logs = Records()
-    root = logging.getLogger()
-    root.addHandler(logs)
-    try:
-        yield logs
-    finally:
-        root.removeHandler(logs)
-    logs.assert_no_error()
-
-
 async def test_a_lone_surrogate_escape_is_refused_and_the_connection_lives() -> None:
     rooms = Rooms()
-    with logs_without_errors():
+    with no_server_errors(logging.WARNING):
         async with serve(starlette_app(rooms), log_config=None, log_level="warning") as server:
             url = server.ws_url("/ws")
             async with connect(url, ping_interval=None) as ws, connect(url, ping_interval=None) as other:
@@ -436,7 +412,7 @@ async def test_a_lone_surrogate_escape_is_refused_and_the_connection_lives() -> 
 
 async def test_a_subscriber_with_a_lone_surrogate_in_its_meta_disconnects_nobody() -> None:
     app = build_app(demo=False, rate=1000)
-    with logs_without_errors():
+    with no_server_errors(logging.WARNING):
         async with serve(app, log_config=None, log_level="warning") as server:
             url, origin = server.ws_url("/ws"), f"http://127.0.0.1:{server.port}"
             clients = [await connect(url, origin=origin, ping_interval=None) for _ in range(3)]
