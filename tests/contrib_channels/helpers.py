@@ -19,6 +19,12 @@ ORIGIN = "https://app.example.com"
 class WhoAmI(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Reports what the handshake middlewares gave it."""
 
+    created = 0  # consumers instantiated: a refused handshake must not create one
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        type(self).created += 1
+        super().__init__(*args, **kwargs)
+
     async def connect(self) -> None:
         from django.contrib.auth.base_user import AbstractBaseUser
 

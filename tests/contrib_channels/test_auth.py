@@ -19,7 +19,7 @@ from asgi_ws import AuthMiddleware, OriginMiddleware
 from asgi_ws.auth import SignedTicket
 from asgi_ws.contrib.channels import DjangoAuthStack, DjangoSessionBackend, issue_ticket, load_django_user
 from asgi_ws.contrib.channels.views import asgi_ws_js, ticket_view
-from tests.contrib_channels.helpers import ORIGIN, ROUTER, report
+from tests.contrib_channels.helpers import ORIGIN, ROUTER, WhoAmI, report
 from tests.support.clients import opened, refusal
 from tests.support.server import serve
 
@@ -59,6 +59,7 @@ async def test_session_backend_in_every_order(order: str, make_user: Any, sessio
         seen = await report(f"{url}?ticket={issue_ticket(tickets, alice)}")
         assert (seen["user"], seen["django_user"], seen["backend"]) == ("alice", True, "ticket")
 
+        created = WhoAmI.created
         for cookie in (None, "not-a-session", carol_cookie):
             headers = {"cookie": f"sessionid={cookie}"} if cookie else {}
             refused = await refusal(url, origin=ORIGIN, additional_headers=headers)
@@ -68,6 +69,7 @@ async def test_session_backend_in_every_order(order: str, make_user: Any, sessio
         assert (refused.status, refused.body) == (403, "inactive user")
         refused = await refusal(url, origin="https://evil.example", additional_headers={"cookie": alice_cookie})
         assert refused.status == 403
+        assert WhoAmI.created == created  # refused before any consumer code ran
 
 
 async def test_allow_anonymous_gives_djangos_anonymous_user(make_user: Any) -> None:
