@@ -253,7 +253,7 @@ class _SessionHandshake:
             conn.extras.pop("session", None)
             raise
         # Taken over: from here on the resume succeeds.
-        state = taken.state
+        inspected, state = state, taken.state
         assert state is not None
         old = mw.live.get(session_id)
         if old is not None and old.conn is not conn:
@@ -263,7 +263,7 @@ class _SessionHandshake:
         session.seq = session.stored = state.head
         session.offered = client_seq
         session.cursors.update(state.cursors)  # the final ones: the old socket may have moved them on
-        gaps = await self._fill_rooms(session, state, fetched)
+        gaps = await self._fill_rooms(session, inspected.rooms, state, fetched)
         session.announce("resumed", replay=session.seq - client_seq, rooms=sorted(session.rooms), room_gap=gaps)
         await session.replay(taken.frames)
         mw.stats["replayed"] += session.seq - client_seq
@@ -296,12 +296,17 @@ class _SessionHandshake:
         return fetched
 
     async def _fill_rooms(
-        self, session: Session, state: SessionState, fetched: dict[str, list[tuple[str, Message]]]
+        self,
+        session: Session,
+        inspected: dict[str, str],
+        state: SessionState,
+        fetched: dict[str, list[tuple[str, Message]]],
     ) -> bool:
-        """After the takeover: follow the rooms the old socket joined or left meanwhile, number
-        the room messages published after each room's final cursor, then the live ones kept
-        aside. Never refuses (the session is taken): a room whose gap cannot be filled any more
-        counts as a gap. Returns True when some room's gap was not filled."""
+        """After the takeover: follow the rooms the old socket joined or left since the session
+        was ``inspected`` (``state`` is the session as taken over), number the room messages
+        published after each room's final cursor, then the live ones kept aside. Never refuses
+        (the session is taken): a room whose gap cannot be filled any more counts as a gap.
+        Returns True when some room's gap was not filled."""
         rooms = self.mw.rooms
         if rooms is None:
             return False
@@ -310,7 +315,7 @@ class _SessionHandshake:
             for room in [r for r in session.rooms if r not in state.rooms]:
                 await rooms.leave(room, self.conn)
             for room, fmt in state.rooms.items():
-                if room not in session.rooms:
+                if room not in inspected:
                     await self._join(session, room, fmt)
             for room, fmt in session.rooms.items():
                 cursor = session.cursors.get(room)

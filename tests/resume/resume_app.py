@@ -1,7 +1,8 @@
 """The application of the resumption tests: numbered messages on demand, and a room.
 
 Client messages: ``emit A B`` sends the texts ``A`` .. ``B-1`` (binary for multiples of 7, to
-cover both frame types); ``join R`` joins room R; ``publish R X`` publishes X to room R.
+cover both frame types); ``join R`` joins room R, ``leave R`` leaves it; ``publish R X``
+publishes X to room R.
 ``ASGI_WS_TEST_STORE`` / ``ASGI_WS_TEST_BROKER`` choose the session store and the broker, so
 two server processes can share them.
 """
@@ -12,6 +13,7 @@ import os
 from typing import Any
 
 from asgi_ws import ResumeMiddleware, Rooms
+from asgi_ws.resume import SessionStore
 
 KEYS = ["old-key", "resume-test-key"]
 
@@ -38,6 +40,8 @@ def numbers_app(rooms: Rooms) -> Any:
             elif command == "join":
                 await rooms.join(args[0], scope)
                 await send({"type": "websocket.send", "text": f"joined {args[0]}"})
+            elif command == "leave":
+                await rooms.leave(args[0], scope)
             elif command == "publish":
                 await rooms.publish(args[0], args[1])
             elif command == "count":  # publish "0" .. "N-1", one by one
@@ -47,7 +51,7 @@ def numbers_app(rooms: Rooms) -> Any:
     return numbers
 
 
-def make_app(store: str = "memory://", broker: str = "memory://", **options: Any) -> ResumeMiddleware:
+def make_app(store: str | SessionStore = "memory://", broker: str = "memory://", **options: Any) -> ResumeMiddleware:
     rooms = Rooms(broker, namespace=os.environ.get("ASGI_WS_TEST_NS", "resume"))
     return ResumeMiddleware(numbers_app(rooms), secret_keys=KEYS, store=store, rooms=rooms, **options)
 

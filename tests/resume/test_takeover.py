@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from asgi_ws import ResumeMiddleware
-from asgi_ws.resume import MemorySessionStore
+from asgi_ws.resume import MemorySessionStore, SessionStore
 from asgi_ws.resume.redis_store import RedisSessionStore
 from tests.resume import resume_app
 from tests.resume.wire import Stream, expected, opened, read_until, refused
@@ -27,8 +27,8 @@ def got(n: int) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def resumable(store_url: str, **options: Any) -> AsyncIterator[tuple[ResumeMiddleware, RunningServer]]:
-    app = resume_app.make_app(store_url, **options)
+async def resumable(store: str | SessionStore, **options: Any) -> AsyncIterator[tuple[ResumeMiddleware, RunningServer]]:
+    app = resume_app.make_app(store, **options)
     try:
         async with serve(app) as server:
             yield app, server
@@ -164,3 +164,45 @@ async def test_a_session_the_store_lost_closes_with_4404_not_4409(store_url: str
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4404, "session lost by the store")
         _, _, failed = await refused(stream.url(server.ws_url("/")))  # resuming it is pointless
         assert failed["code"] == "unknown_session"
+
+
+class HeldTakeover(MemorySessionStore):
+    """A memory store whose takeovers wait for ``proceed``: the window between a resume's
+    inspection and its takeover, held open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached, self.proceed = asyncio.Event(), asyncio.Event()
+
+    async def take_over(self, *args: Any, **kwargs: Any) -> Any:
+        self.reached.set()
+        await self.proceed.wait()
+        return await super().take_over(*args, **kwargs)
+
+
+async def test_rooms_the_old_socket_joins_or_leaves_before_the_takeover_follow_the_session() -> None:
+    store = HeldTakeover()
+    async with resumable(store) as (_, server):
+        base = server.ws_url("/")
+        holder, publisher = Stream(), Stream()
+        ws = await opened(base, holder)
+        sender = await opened(base, publisher)
+        for command in ("join a", "join b"):
+            await ws.send(command)
+            await read_until(ws, holder, got(len(holder.data) + 1))
+        resuming = asyncio.create_task(opened(holder.url(base), holder))
+        await asyncio.wait_for(store.reached.wait(), 5)  # inspected, rooms a and b rejoined
+        await ws.send("join c")  # the old socket, still holding the session, changes its rooms
+        await read_until(ws, holder, got(len(holder.data) + 1))
+        await ws.send("leave b")
+        record = store._records[holder.session_id]  # type: ignore[index]
+        async with asyncio.timeout(5):
+            while set(record.rooms) != {"a", "c"}:
+                await asyncio.sleep(0.01)
+        store.proceed.set()
+        ws = await asyncio.wait_for(resuming, 5)
+        assert holder.last("resumed")["rooms"] == ["a", "c"]
+        for room in ("b", "c"):
+            await sender.send(f"publish {room} to-{room}")
+        await read_until(ws, holder, lambda s: "to-c" in s.data)
+        assert "to-b" not in holder.data
