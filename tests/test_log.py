@@ -139,9 +139,11 @@ def test_no_value_query_param_returns_for_a_secret_name_survives_redaction(query
             assert "\0" in value or value not in redacted or value in ideal, (line, value, redacted)
 
 
-async def test_a_percent_encoded_name_is_masked_in_uvicorns_log(capfd: pytest.CaptureFixture[str]) -> None:
+async def test_a_percent_encoded_name_is_masked_in_uvicorns_log(
+    ws_impl: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     app = AuthMiddleware(echo_app(), backend=QueryToken({"SECRET-TOKEN-1": "alice"}.get))
-    async with serve(app, log_config=uvicorn_log_config(), log_level="info") as server:
+    async with serve(app, ws=ws_impl, log_config=uvicorn_log_config(), log_level="info") as server:
         async with opened(server.ws_url("/ws?%74oken=SECRET-TOKEN-1&room=lobby")) as conn:
             await conn.recv()  # authenticated: the server read the token under its decoded name
     err = capfd.readouterr().err
