@@ -51,6 +51,10 @@ MAX_SAFE_INTEGER = 2**53 - 1
 # allow_nan=False: a library frame is always JSON that every client parses.
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A \u escape of a surrogate in JSON text (a pair decodes to one character: then the check finds none).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Writing the parsed message back as UTF-8 is the quickest exact test for lone surrogates (C code).
+_utf8_probe = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
 class ProtocolError(AsgiWsError, ValueError):
@@ -131,14 +135,15 @@ def decode(text: str) -> dict[str, Any]:
         raise ProtocolError("bad_json", f"control message is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_message", "control message must be a JSON object")
-    # The parser already refused non-finite numbers. A lone surrogate needs a \u escape (or
-    # one in the text itself, which a frame off the wire never has), and deep nesting needs
-    # more brackets than MAX_DEPTH: the walk is skipped when the text has neither.
-    if not text.isascii() or "\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH:
-        try:
-            check_value(obj)
-        except ProtocolError as exc:
-            raise ProtocolError(exc.code, exc.message, obj.get(OP_KEY)) from None  # ref: only a valid name
+    # The parser refused non-finite numbers. The rest is looked at only when the text could
+    # hold it: more brackets than MAX_DEPTH for deep nesting; a surrogate written as such
+    # (never in a frame off the wire: it is not UTF-8) or as a \uD800-\uDFFF escape.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(obj):
+        raise ProtocolError("too_deep", _TOO_DEEP, obj.get(OP_KEY))  # ref: only when a valid name
+    if (not text.isascii() and _SURROGATE.search(text)) or (
+        "\\u" in text and _SURROGATE_ESCAPE.search(text) and not _is_unicode(obj)
+    ):
+        raise ProtocolError("bad_json", _SURROGATE_FOUND, obj.get(OP_KEY))
     op = obj.get(OP_KEY)
     if not isinstance(op, str) or not 0 < len(op) <= MAX_OP_LENGTH:  # (a surrogate in it was refused above)
         raise ProtocolError("bad_message", 'the "$ws" member must name the operation')
@@ -199,6 +204,34 @@ _NOT_FINITE = "numbers must be finite: no NaN, Infinity, or a number beyond the 
 
 def _has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _too_deep(obj: Any) -> bool:
+    """True when arrays and objects nest more than MAX_DEPTH deep in the parsed ``obj``.
+
+    One level at a time, no recursion; the parser makes only exact dicts and lists.
+    """
+    level = [obj]
+    for _ in range(MAX_DEPTH):
+        deeper: list[Any] = []
+        add = deeper.append
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                if type(child) is dict or type(child) is list:
+                    add(child)
+        if not deeper:
+            return False
+        level = deeper
+    return True
+
+
+def _is_unicode(obj: Any) -> bool:
+    """True when no string of ``obj`` (a parsed message, nesting checked) holds a lone surrogate."""
+    try:
+        _utf8_probe(obj).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _finite_float(literal: str) -> float:
