@@ -246,7 +246,8 @@ class Rooms:
         if state is None:
             state = self._rooms[room] = _Room(room, f"{self.namespace}:{room}")
             self._by_channel[state.channel] = state
-        if entry not in state.members:
+        added = entry not in state.members
+        if added:
             state.members[entry] = format
             state._snapshot = None
             entry.rooms[room] = format
@@ -254,10 +255,17 @@ class Rooms:
                 out, event = self._tracker.join(room, entry.id, entry.user, meta or {})
                 self._queue_presence(out)
                 self._emit([event])
-        await self._sync_subscription(state)
+        try:
+            await self._sync_subscription(state)
+            # Where a session's view of the room starts: messages after it are its to get.
+            position = await self.broker.last_position(state.channel) if self.history and entry.session else None
+        except BaseException:
+            if added:  # a join that failed (broker down, cancelled) leaves no member behind
+                self._remove(entry, room)
+                with contextlib.suppress(Exception):
+                    await self._sync_subscription(state)
+            raise
         if entry.session is not None:
-            # Where the session's view of the room starts: messages after it are its to get.
-            position = await self.broker.last_position(state.channel) if self.history else None
             entry.session.joined(room, format, position)
 
     async def leave(self, room: str, member: Any) -> None:

@@ -105,6 +105,31 @@ async def test_one_broker_subscription_per_room_whatever_the_members() -> None:
         assert await broker.subscription_count() == 0
 
 
+async def test_a_join_whose_broker_subscribe_fails_leaves_no_member_behind() -> None:
+    broker = MemoryBroker()
+    original = broker.subscribe
+    failures = [ConnectionError("broker down")]
+
+    async def failing_once(channel: str) -> None:
+        if channel.endswith(":lobby") and failures:
+            raise failures.pop()
+        await original(channel)
+
+    broker.subscribe = failing_once  # type: ignore[method-assign]
+    async with Rooms(broker) as rooms:
+        (ws,) = await members(rooms, 1, room="other")
+        conn = connection_of(ws.scope)
+        with pytest.raises(ConnectionError):
+            await rooms.join("lobby", conn)
+        assert rooms.rooms_of(conn) == {"other"} and rooms.local_count("lobby") == 0
+        assert [e.member for e in rooms.members("lobby")] == []  # presence took the join back
+        await rooms.join("lobby", conn)  # the broker is back: the join works
+        assert rooms.rooms_of(conn) == {"other", "lobby"}
+        assert await rooms.publish("lobby", "hi") == 1
+        assert await ws.next_text() == "hi"
+        await close_all([ws])
+
+
 async def test_a_thousand_join_leave_cycles_leak_nothing() -> None:
     broker = MemoryBroker()
     async with Rooms(broker) as rooms:
