@@ -201,9 +201,15 @@ class Rooms:
                 await asyncio.wait_for(
                     self.broker.publish(self._presence_channel, _dumps({"t": "x", "n": self.node})), 2
                 )
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancel until they end: on Python 3.11 asyncio.wait_for (redis-py's socket writes)
+        # swallows a cancellation that arrives as the write completes, and the presence sender
+        # would wait for its queue forever, and the shutdown with it.
+        tasks, pending = list(self._tasks), set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        await asyncio.gather(*tasks, return_exceptions=True)  # retrieve their exceptions
         await self.broker.close()
 
     async def __aenter__(self) -> Rooms:

@@ -22,7 +22,7 @@ from websockets.frames import Close, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from asgi_ws import BackpressureMiddleware, ResumeMiddleware, connection_of
+from asgi_ws import BackpressureMiddleware, ResumeMiddleware, Rooms, connection_of
 from asgi_ws.drain import drain, draining
 from asgi_ws.resume import MemorySessionStore
 from asgi_ws.server import Server
@@ -235,3 +235,25 @@ async def test_asgi_ws_server_drains_before_uvicorns_1012(ws_impl: str, server_c
     if server_class is Server:
         assert disconnects[0]["code"] == 1001
         assert server.drained is not None and server.drained.closed == 1
+
+
+async def test_rooms_close_ends_a_task_that_swallowed_its_cancellation() -> None:
+    """On Python 3.11, redis-py's ``asyncio.wait_for`` around a socket write swallows a
+    cancellation arriving as the write completes: Rooms' presence sender, cancelled by
+    ``close()`` while publishing the leaves of a drain, went on waiting, and the lifespan
+    shutdown (and the process) never ended."""
+    rooms = Rooms("memory://")
+    await rooms.start()
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.set()  # what wait_for does when the awaited write completes meanwhile
+        await asyncio.sleep(3600)
+
+    rooms._spawn(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(rooms.close(), 5)
+    assert swallowed.is_set()
