@@ -323,3 +323,16 @@ async def test_consumer_shutdown_mid_stream_loses_no_buffered_message(make_layer
         await eventually(lambda: layer.stats.received == 100, "the 100 jobs")
     rest = [(await received(layer, "jobs", f"job {i}"))["i"] for i in range(100 - len(taken))]
     assert taken + rest == list(range(100))
+
+
+async def test_a_receive_waiting_after_its_channel_expired_out_of_its_groups(make_layer: MakeLayer) -> None:
+    clock = FakeClock()
+    layer = make_layer(expiry=10, clock=clock)
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    await layer.group_send("room", {"type": "stale"})
+    clock.advance(11)
+    waiting = asyncio.create_task(layer.receive(channel))  # purges the stale message, leaves the group, waits
+    await eventually(lambda: layer.stats.expired == 1, "the stale message expiring")
+    await layer.send(channel, {"type": "fresh"})
+    assert (await asyncio.wait_for(waiting, 10)) == {"type": "fresh"}

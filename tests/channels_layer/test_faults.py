@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from asgi_ws.contrib.channels import BrokerChannelLayer
-from asgi_ws.exceptions import BrokerError
+from asgi_ws.exceptions import BrokerError, BrokerUnavailable
 from tests.channels_layer.helpers import eventually, received
 from tests.support.own_servers import own_server
 
@@ -22,7 +22,8 @@ async def test_a_broker_restart_is_survived_and_reported(kind: str, caplog: pyte
         prefix = f"fault-{uuid.uuid4().hex[:8]}"
         sender, listener = BrokerChannelLayer(server.url, prefix=prefix), BrokerChannelLayer(server.url, prefix=prefix)
         try:
-            channel = await listener.new_channel()
+            channel = await _first_connection(listener)
+            await _first_connection(sender)
             await listener.group_add("room", channel)
             await sender.group_send("room", {"type": "m", "n": 0})
             assert (await received(listener, channel, "the message before the restart"))["n"] == 0
@@ -44,3 +45,13 @@ async def test_a_broker_restart_is_survived_and_reported(kind: str, caplog: pyte
         finally:
             await sender.close()
             await listener.close()
+
+
+async def _first_connection(layer: BrokerChannelLayer) -> str:
+    """``new_channel()`` (which connects), retried while the fresh server is still starting up
+    (PostgreSQL listens before it accepts connections)."""
+    for _ in range(100):
+        with contextlib.suppress(BrokerUnavailable):
+            return await layer.new_channel()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"could not connect to {layer!r} within 10 s")

@@ -123,3 +123,23 @@ async def test_many_processes_join_and_leave_the_same_group_concurrently(
         core = layer._cores[asyncio.get_running_loop()]
         assert not core.groups and f"{layer.prefix}:g:busy" not in core.subscriptions.active
     assert not [r for r in caplog.records if r.name.startswith("asgi_ws")]
+
+
+async def test_a_general_name_is_listened_to_until_idle_for_expiry_seconds(make_layer: MakeLayer) -> None:
+    clock = FakeClock()
+    sender, worker = make_layer(), make_layer(expiry=30, clock=clock)
+    await worker.listen("jobs")
+    core = worker._cores[asyncio.get_running_loop()]
+    subscription = f"{worker.prefix}:c:jobs"
+    await sender.send("jobs", {"type": "job", "n": 1})
+    assert (await received(worker, "jobs", "the job"))["n"] == 1
+    await worker.flush()  # flushing drops messages, not the listening
+    clock.advance(20)
+    core.sweep()
+    assert subscription in core.subscriptions.active
+    await sender.send("jobs", {"type": "job", "n": 2})  # still listened to: buffered until received
+    await eventually(lambda: buffered(worker, "jobs") == 1, "the second job")
+    assert (await received(worker, "jobs", "the second job"))["n"] == 2
+    clock.advance(31)
+    core.sweep()  # idle for longer than expiry: unsubscribed
+    await eventually(lambda: subscription not in core.subscriptions.active, "the idle name being unsubscribed")

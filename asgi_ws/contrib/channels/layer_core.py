@@ -16,17 +16,17 @@ broker connection, the buffers of its channels, the local members of its groups.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from ...brokers import BrokerEvent, MemoryBroker, broker_from_url
-from ...exceptions import BrokerClosed, BrokerError
+from ...exceptions import BrokerClosed
 from . import layer_wire as wire
+from .layer_state import Group, Inbox, Report, Subscriptions
 
 if TYPE_CHECKING:
     from .layer import BrokerChannelLayer
@@ -35,133 +35,6 @@ logger = logging.getLogger("asgi_ws.channels")
 
 #: Seconds a subscription's probe may take to come back before ``group_add`` returns anyway.
 PROBE_TIMEOUT = 5.0
-
-
-class Inbox:
-    """The buffer of one channel in this process, and the ``receive()`` calls waiting on it."""
-
-    __slots__ = ("capacity", "general", "groups", "items", "name", "used_at", "waiters")
-
-    def __init__(self, name: str, capacity: int, general: bool) -> None:
-        self.name = name
-        self.capacity = capacity
-        self.general = general  # a general name (no "!"): this process listens on its broker channel
-        self.items: collections.deque[tuple[float, bytes]] = collections.deque()
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.groups: set[str] = set()
-        self.used_at = 0.0
-
-    def put(self, payload: bytes, expires: float) -> bool:
-        """Buffer ``payload`` and wake one waiting ``receive()``; False when full."""
-        items = self.items
-        if len(items) >= self.capacity:
-            return False
-        items.append((expires, payload))
-        self.wake()
-        return True
-
-    def wake(self) -> None:
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-
-class Group:
-    """The members of a group in this process: its own channels and forwarded general names."""
-
-    __slots__ = ("channel", "forwards", "joined", "members", "name")
-
-    def __init__(self, name: str, channel: str) -> None:
-        self.name = name
-        self.channel = channel  # its broker channel
-        self.members: dict[str, Inbox] = {}
-        self.forwards: set[str] = set()  # general names, reached through their broker channel
-        self.joined: dict[str, float] = {}  # every member -> when it joined, oldest first
-
-
-class Report:
-    """What the layer had to drop, counted by reason and logged in aggregate: one WARNING line
-    right after a burst (one fan-out that filled a thousand channels is one line), then at most
-    one per ``interval`` seconds. Never one line per message, never silent."""
-
-    REASONS: ClassVar[dict[str, str]] = {
-        "full": "over capacity (dropped)",
-        "expired": "expired unread",
-        "malformed": "malformed broker messages (ignored)",
-        "unroutable": "sent to a channel of no process here",
-        "left": "channels removed from their groups (an unread message expired, or group_expiry)",
-    }
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        self.loop = loop
-        self.interval = interval
-        self.pending: dict[str, int] = {}
-        self.examples: dict[str, str] = {}
-        self.next_at = 0.0
-        self.handle: asyncio.Handle | None = None
-
-    def add(self, reason: str, count: int, example: str) -> None:
-        if count <= 0:
-            return
-        self.pending[reason] = self.pending.get(reason, 0) + count
-        self.examples.setdefault(reason, example)
-        if self.handle is None:
-            delay = self.next_at - self.loop.time()
-            self.handle = self.loop.call_later(delay, self.flush) if delay > 0 else self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self.handle = None
-        if not self.pending:
-            return
-        self.next_at = self.loop.time() + self.interval
-        parts = [
-            f"{count} {self.REASONS[reason]} (e.g. {self.examples[reason]})" for reason, count in self.pending.items()
-        ]
-        self.pending, self.examples = {}, {}
-        logger.warning(
-            "channel layer: %s; logged at most every %g s, totals in layer.stats", "; ".join(parts), self.interval
-        )
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-        self.flush()
-
-
-class Subscriptions:
-    """Broker subscriptions that follow what is wanted, one change at a time per channel."""
-
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.active: set[str] = set()
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    async def sync(self, channel: str, wanted: Callable[[], bool]) -> None:
-        """Subscribe or unsubscribe ``channel`` so that it matches ``wanted()`` once this returns."""
-        if channel not in self._locks and wanted() == (channel in self.active):
-            return
-        lock, users = self._locks.setdefault(channel, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                want = wanted()
-                if want and channel not in self.active:
-                    await self.core.broker.subscribe(channel)
-                    self.active.add(channel)
-                    await self.core.probe()
-                elif not want and channel in self.active:
-                    self.active.discard(channel)
-                    try:
-                        await self.core.broker.unsubscribe(channel)
-                    except BrokerError as exc:  # nothing is delivered for it any more anyway
-                        logger.warning("channel layer could not unsubscribe %r: %s", channel, exc)
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[channel]
 
 
 class Core:
@@ -278,6 +151,7 @@ class Core:
         inbox = self.inboxes.get(name)
         if inbox is None:
             inbox = self.inboxes[name] = Inbox(name, self.layer.get_capacity(name), general)
+            inbox.used_at = self.clock()
         return inbox
 
     def release(self, inbox: Inbox) -> None:
@@ -312,13 +186,15 @@ class Core:
         return count
 
     async def receive(self, name: str) -> dict[str, Any]:
-        owner = wire.owner_of(name)
-        if owner is None:
-            inbox = self.inboxes.get(name) or await self.listen(name)
-        elif owner == self.node:
-            inbox = self.inbox(name)
-        else:
-            raise ValueError(f"channel {name!r} was not made by this layer's new_channel(): nothing can reach it here")
+        inbox = self.inboxes.get(name)
+        if inbox is None:
+            owner = wire.owner_of(name)
+            if owner is None:
+                inbox = await self.listen(name)
+            elif owner == self.node:
+                inbox = self.inbox(name)
+            else:
+                raise ValueError(f"channel {name!r} was not made by this layer's new_channel(): it never arrives here")
         items = inbox.items
         while True:
             if items:
@@ -331,6 +207,12 @@ class Core:
                 elif not items:
                     self.release(inbox)
                 return self.unpack(payload)  # type: ignore[no-any-return]
+            current = self.inboxes.get(name)
+            if current is not inbox:  # released meanwhile (its last messages expired): wait where sends go
+                if current is not None:
+                    inbox, items = current, current.items
+                    continue
+                self.inboxes[name] = inbox
             waiter = self.loop.create_future()
             inbox.waiters.append(waiter)
             try:
@@ -509,8 +391,7 @@ class Core:
         for inbox in list(self.inboxes.values()):
             inbox.items.clear()
             inbox.groups.clear()
-            if not inbox.waiters:
-                del self.inboxes[inbox.name]
+            self.release(inbox)  # general names stay listened to until idle (sweep)
         if self.remote:
             for group in groups:
                 self.spawn(self.sync_group(group))
@@ -624,4 +505,4 @@ class Core:
             )
 
 
-__all__ = ["Core", "Group", "Inbox", "Report"]
+__all__ = ["Core"]
