@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
 
 from .drain import DRAIN_TIMEOUT, DrainReport, drain
 from .exceptions import ConfigurationError
+
+logger = logging.getLogger("asgi_ws.drain")
 
 
 class Server(uvicorn.Server):
@@ -54,7 +57,10 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if not self.force_exit:
-            self.drained = await self._drain()
+            try:
+                self.drained = await self._drain()
+            except Exception:  # the server must stop all the same: uvicorn closes what is left
+                logger.exception("the drain failed; uvicorn's shutdown closes the connections left")
         await super().shutdown(sockets=sockets)
 
     async def _drain(self) -> DrainReport | None:
