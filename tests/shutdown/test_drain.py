@@ -28,6 +28,7 @@ from asgi_ws.resume import MemorySessionStore
 from asgi_ws.server import Server
 from asgi_ws.types import Message, Receive, Scope, Send
 from tests.client.conftest import until
+from tests.shutdown.conftest import within
 from tests.support.clients import opened, refusal
 from tests.support.server import serve
 
@@ -36,10 +37,13 @@ ACCEPT: Message = {"type": "websocket.accept"}
 
 async def closed_code(ws: Any) -> tuple[int | None, str | None]:
     """Read ``ws`` until it closes (bounded); return the close code and reason it got."""
-    async with asyncio.timeout(10):
+
+    async def read_to_the_end() -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await ws.recv()
+
+    await within(read_to_the_end(), 10, "the server closing the connection")
     return ws.close_code, ws.close_reason
 
 
@@ -61,7 +65,7 @@ async def test_a_handshake_during_the_drain_is_refused_with_503(ws_impl: str) ->
             assert (newcomer.status, newcomer.body) == (503, "server shutting down")
             assert not draining_task.done()
             release.set()
-            report = await asyncio.wait_for(draining_task, 10)
+            report = await within(draining_task, 10, "the drain ending once the clean-up is done")
     assert (report.connections, report.closed, report.remaining) == (1, 1, 0)
 
 
@@ -103,7 +107,8 @@ class SlowReader:
     async def read_all(self) -> tuple[list[str], Close | None]:
         """Every text frame until the connection closes, and the close frame's code and reason."""
         texts: list[str] = []
-        async with asyncio.timeout(10):
+
+        async def to_the_end() -> Close | None:
             while True:
                 while self.events:
                     frame = self.events.pop(0)
@@ -111,10 +116,12 @@ class SlowReader:
                         texts.append(frame.data.decode())
                     elif frame.opcode == Opcode.CLOSE:
                         self.writer.close()
-                        return texts, Close.parse(frame.data)
+                        return Close.parse(frame.data)
                 if self.reader.at_eof():
-                    return texts, None
+                    return None
                 await self._read()
+
+        return texts, await within(to_the_end(), 10, "the server writing its backlog and closing")
 
 
 async def test_the_backlog_is_flushed_then_1001_and_the_app_cleans_up(ws_impl: str) -> None:
@@ -139,14 +146,14 @@ async def test_the_backlog_is_flushed_then_1001_and_the_app_cleans_up(ws_impl: s
     async with serve(app, ws=ws_impl) as server:
         client = SlowReader(server.port)
         await client.open()  # and reads nothing more for now
-        await asyncio.wait_for(sent_all.wait(), 10)
+        await within(sent_all.wait(), 10, "the app queueing every message")
         assert seen["backlogged"], "the test needs messages queued behind a blocked write"
         draining_task = asyncio.create_task(drain(timeout=10))
         texts, close = await client.read_all()
         assert close is not None and (close.code, close.reason) == (1001, "going away")
         assert [text[:6] for text in texts] == [f"{i:06d}" for i in range(count)]  # all of them, before the close
-        report = await asyncio.wait_for(draining_task, 10)
-        await asyncio.wait_for(cleaned_up.wait(), 10)
+        report = await within(draining_task, 10, "the drain ending")
+        await within(cleaned_up.wait(), 10, "the app's clean-up")
     assert seen["disconnect"] == {"type": "websocket.disconnect", "code": 1001, "reason": "going away"}
     assert (report.connections, report.closed, report.remaining) == (1, 1, 0)
 
@@ -164,13 +171,13 @@ async def test_a_handshake_under_way_when_the_drain_starts_is_accepted_then_clos
 
     async with serve(BackpressureMiddleware(slow_handshake)) as server:
         opening = asyncio.ensure_future(connect(server.ws_url("/")))
-        await asyncio.wait_for(entered.wait(), 10)
+        await within(entered.wait(), 10, "the handshake reaching the app")
         draining_task = asyncio.create_task(drain(timeout=10))
         await until(draining)
         gate.set()
-        async with await asyncio.wait_for(opening, 10) as ws:
+        async with await within(opening, 10, "the accept") as ws:
             assert await closed_code(ws) == (1001, "going away")
-        report = await asyncio.wait_for(draining_task, 10)
+        report = await within(draining_task, 10, "the drain ending")
     assert (report.connections, report.closed, report.remaining) == (1, 1, 0)
 
 
@@ -209,7 +216,7 @@ async def uvicorn_server(server_class: Any, app: Any, ws: str) -> AsyncIterator[
         yield server, server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True  # what uvicorn's signal handler does
-        await asyncio.wait_for(task, 20)
+        await within(task, 20, "the server stopping")
 
 
 @pytest.mark.parametrize(("server_class", "code"), [(Server, 1001), (uvicorn.Server, 1012)])
@@ -228,7 +235,7 @@ async def test_asgi_ws_server_drains_before_uvicorns_1012(ws_impl: str, server_c
 
     async with uvicorn_server(server_class, BackpressureMiddleware(app), ws_impl) as (server, port):
         async with connect(f"ws://127.0.0.1:{port}/") as ws:
-            await asyncio.wait_for(accepted.wait(), 10)
+            await within(accepted.wait(), 10, "the accept")
             server.should_exit = True
             assert (await closed_code(ws))[0] == code
     assert len(disconnects) == 1  # the app's clean-up ran either way
@@ -255,5 +262,5 @@ async def test_rooms_close_ends_a_task_that_swallowed_its_cancellation() -> None
 
     rooms._spawn(stubborn())
     await asyncio.sleep(0)
-    await asyncio.wait_for(rooms.close(), 5)
+    await within(rooms.close(), 5, "Rooms.close() ending")
     assert swallowed.is_set()

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from asgi_ws.client import Client, Event, connect
+from tests.shutdown.conftest import within
 from tests.support.procs import asgi_ws_serve
 
 ORIGIN = "https://app.example.com"
@@ -126,8 +127,7 @@ async def test_sigterm_drains_one_server_and_every_client_gets_every_message_onc
                         proxy.backend = second.port  # out of the load balancer, then SIGTERM
                         first.proc.send_signal(signal.SIGTERM)
                     await asyncio.sleep(0.005)
-            async with asyncio.timeout(30):
-                results = await asyncio.gather(*readers)
+            results = await within(asyncio.gather(*readers), 30, "every client reading every message")
             returncode = await wait_exit(first.proc, DRAIN_TIMEOUT + EXIT_MARGIN)
         finally:
             await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
