@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 from typing import Any, Literal
 
+from ..brokers.frames import FrameError, pack_frame, unpack_frame
 from ..types import Message
 
 Kind = Literal["json", "text", "binary"]
@@ -25,7 +25,6 @@ Format = Literal["raw", "channel"]
 _KINDS: dict[str, int] = {"json": 0, "text": 1, "binary": 2}
 _KIND_NAMES: dict[int, Kind] = {0: "json", 1: "text", 2: "binary"}
 _VERSION = 1
-_HEADER = struct.Struct("!BBHH")  # version, kind, node id length, exclude length
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # What the application publishes must be JSON every client parses: no NaN or Infinity.
 _dumps_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -60,9 +59,8 @@ def payload_of(data: Any) -> tuple[Kind, bytes]:
 
 
 def encode(kind: Kind, payload: bytes, node: str, exclude: str = "") -> bytes:
-    """The envelope of one publish, as it goes to the broker."""
-    node_b, exclude_b = node.encode(), exclude.encode()
-    return _HEADER.pack(_VERSION, _KINDS[kind], len(node_b), len(exclude_b)) + node_b + exclude_b + payload
+    """The envelope of one publish, as it goes to the broker (a frame: asgi_ws.brokers.frames)."""
+    return pack_frame(_VERSION, _KINDS[kind], node, exclude, payload)
 
 
 def decode(envelope: bytes) -> tuple[Kind, bytes, str, str]:
@@ -73,23 +71,17 @@ def decode(envelope: bytes) -> tuple[Kind, bytes, str, str]:
             truncated (the header announces more than there is), an unknown version or
             kind, ids or a text (or JSON) payload that are not UTF-8.
     """
-    if len(envelope) < _HEADER.size:
-        raise EnvelopeError("envelope too short")
-    version, kind, node_len, exclude_len = _HEADER.unpack_from(envelope)
+    try:
+        version, kind, node, exclude, payload = unpack_frame(envelope)
+    except FrameError as exc:
+        raise EnvelopeError(f"not an envelope: {exc}") from None
     if version != _VERSION or kind not in _KIND_NAMES:
         raise EnvelopeError(f"unknown envelope version {version} or kind {kind}")
-    start = _HEADER.size
-    body = start + node_len + exclude_len
-    if len(envelope) < body:
-        raise EnvelopeError("envelope truncated")
-    payload = envelope[body:]
-    try:
-        node = envelope[start : start + node_len].decode()
-        exclude = envelope[start + node_len : body].decode()
-        if kind != _KINDS["binary"]:
+    if kind != _KINDS["binary"]:
+        try:
             payload.decode()  # members receive it as text: it must be UTF-8
-    except UnicodeDecodeError:
-        raise EnvelopeError("envelope holds bytes that are not UTF-8") from None
+        except UnicodeDecodeError:
+            raise EnvelopeError("envelope holds bytes that are not UTF-8") from None
     return _KIND_NAMES[kind], payload, node, exclude
 
 

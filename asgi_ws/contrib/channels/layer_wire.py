@@ -5,8 +5,8 @@ Channels message becomes bytes.
 messages often hold): a message is encoded once by its sender and decoded by each receiver,
 so every consumer gets a dict of its own. msgpack turns tuples into lists.
 
-**Frames.** Every broker message is one frame: a 5-byte header (version, kind, length of the
-sending layer's node id, length of the target name), the node id, the target, the body:
+**Frames.** Every broker message is one frame (:mod:`asgi_ws.brokers.frames`, as Rooms'
+envelopes): version, kind, the sending layer's node id, a target name, the body:
 
 ========  ==============================  =====================================================
 kind      target                          body
@@ -28,16 +28,15 @@ from a broker gets further than these two without being checked.
 from __future__ import annotations
 
 import functools
-import struct
 from collections.abc import Callable
 from typing import Any
 
+from ...brokers.frames import FrameError, pack_frame, unpack_frame
 from ...exceptions import MissingDependencyError
 
 VERSION = 1
 GROUP, CHANNEL, ADD, DISCARD, FLUSH, PROBE = "g", "c", "a", "d", "f", "p"
 KINDS = frozenset({GROUP, CHANNEL, ADD, DISCARD, FLUSH, PROBE})
-_HEADER = struct.Struct("!BcBH")  # version, kind, node id length, target length
 
 
 class WireError(ValueError):
@@ -46,33 +45,24 @@ class WireError(ValueError):
 
 def frame(kind: str, node: str, target: str = "", body: bytes = b"") -> bytes:
     """The frame of one broker message."""
-    node_b, target_b = node.encode(), target.encode()
-    return _HEADER.pack(VERSION, kind.encode(), len(node_b), len(target_b)) + node_b + target_b + body
+    return pack_frame(VERSION, ord(kind), node, target, body)
 
 
 def unframe(data: bytes) -> tuple[str, str, str, bytes]:
     """``(kind, node, target, body)`` of a frame.
 
     Raises:
-        WireError: too short or truncated, another version, an unknown kind, a node id or
-            target that is not UTF-8.
+        WireError: not a whole frame (too short, truncated, a node id or target that is not
+            UTF-8), another version, an unknown kind.
     """
-    if len(data) < _HEADER.size:
-        raise WireError("shorter than a frame header")
-    version, kind_b, node_len, target_len = _HEADER.unpack_from(data)
-    kind = kind_b.decode("latin-1")
+    try:
+        version, code, node, target, body = unpack_frame(data)
+    except FrameError as exc:
+        raise WireError(str(exc)) from None
+    kind = chr(code)
     if version != VERSION or kind not in KINDS:
         raise WireError(f"unknown frame version {version} or kind {kind!r}")
-    start = _HEADER.size
-    body = start + node_len + target_len
-    if len(data) < body:
-        raise WireError("truncated frame")
-    try:
-        node = data[start : start + node_len].decode()
-        target = data[start + node_len : body].decode()
-    except UnicodeDecodeError:
-        raise WireError("a node id or target that is not UTF-8") from None
-    return kind, node, target, data[body:]
+    return kind, node, target, body
 
 
 class MessageCodec:
