@@ -109,8 +109,11 @@ def error(code: str, message: str, ref: str | None = None) -> str:
     return encode("error", fields)
 
 
-def decode(text: str) -> dict[str, Any]:
+def decode(text: str, *, max_length: int | None = MAX_CONTROL_LENGTH) -> dict[str, Any]:
     """Parse a control message; return its object (``obj["$ws"]`` is the operation).
+
+    ``max_length`` bounds what a server accepts from clients; a client reading the server's
+    messages (a presence list can be long) passes None and relies on its frame size limit.
 
     What it returns can always be written back (:func:`encode`) and sent: every string is
     valid Unicode, every number finite, the nesting at most :data:`MAX_DEPTH`, and an
@@ -123,8 +126,8 @@ def decode(text: str) -> dict[str, Any]:
             operation that is not a short string (``bad_message``), an ``id`` that cannot
             be echoed (``bad_field``).
     """
-    if len(text) > MAX_CONTROL_LENGTH:
-        raise ProtocolError("too_large", f"control messages are limited to {MAX_CONTROL_LENGTH} characters")
+    if max_length is not None and len(text) > max_length:
+        raise ProtocolError("too_large", f"control messages are limited to {max_length} characters")
     try:
         obj = _decoder.decode(text)
     except ProtocolError:

@@ -522,7 +522,7 @@ class Client:
         self._last_received = asyncio.get_running_loop().time()
         if isinstance(frame, str) and frame.startswith(PREFIX):
             try:
-                message = decode(frame)
+                message = decode(frame, max_length=None)  # the server's frames: bounded by max_size
             except ProtocolError as exc:
                 logger.warning("asgi_ws client: ignored a malformed control message: %s", exc)
                 return

@@ -306,6 +306,25 @@ async def test_pubsub_subscribe_publish_unsubscribe_and_refusals() -> None:
     await app.rooms.close()
 
 
+async def test_a_presence_list_longer_than_a_clients_control_message_limit_arrives() -> None:
+    """The server bounds what clients send it (64 KiB); the client must not bound the server's replies so."""
+    app = PubSubApp()
+    async with serve(app) as server:
+        meta = {"bio": "x" * 900}
+        members = [await connect(server.ws_url()).__aenter__() for _ in range(80)]
+        try:
+            for member in members:
+                await member.subscribe("crowd", meta=meta)
+            async with connect(server.ws_url()) as watcher:
+                reply = await asyncio.wait_for(watcher.subscribe("crowd", presence=True), 10)
+                assert len(reply["members"]) == 81
+                assert len(json.dumps(reply)) > 65_536
+        finally:
+            for member in members:
+                await member.close()
+    await app.rooms.close()
+
+
 async def test_publish_refused() -> None:
     app = PubSubApp(allow_publish=False, max_publish_bytes=10)
     async with serve(app) as server:
