@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import bounded
 from tests.support.server import WS_IMPLS
+
+bounded.install()  # every bare `await ws.recv()` in a test fails after a bound instead of hanging
 
 
 @pytest.fixture(params=WS_IMPLS)
