@@ -8,7 +8,12 @@ Systems (servers in ``bench/fanout_servers/``, each in its own uvicorn process(e
   processes, the publish made in one of them;
 - ``socketio``: python-socketio room emit (members are raw Engine.IO v4 clients);
 - ``channels-memory`` / ``channels-redis`` / ``channels-pubsub``: Django Channels ``group_send`` on
-  InMemoryChannelLayer / channels_redis RedisChannelLayer / RedisPubSubChannelLayer (one process).
+  InMemoryChannelLayer / channels_redis RedisChannelLayer / RedisPubSubChannelLayer (one process);
+- ``channels-layer-memory`` / ``channels-layer-redis``: the same Channels consumers and ``group_send`` on
+  asgi_ws's BrokerChannelLayer, memory:// (one process) / Redis (members over 2 processes, the
+  ``group_send`` made in one). Each runs paired with ``rooms-memory`` / ``rooms-redis`` when both are
+  selected (at most two 5,000-member systems connected at once); ``-nodb``: the same, the consumers'
+  dispatch without Channels' per-message ``aclose_old_connections()`` thread hop (what that hop costs).
 
 The load side is picows (C-speed) in ``--clients`` worker processes per system, each holding its
 share of the N members. A round: every worker is armed with the round's tag, the coordinator reads
@@ -20,9 +25,12 @@ connected together and alternate round by round (their ratios are the targets); 
 after the other. Server CPU per delivery is read from /proc/<pid>/task/*/schedstat (ns resolution).
 
 Targets (N = 5,000): Rooms memory >= 0.9x bare; Rooms redis (2 processes) >= 0.7x bare; Rooms >= 10x
-channels_redis group_send and >= 5x python-socketio room emit, in deliveries/s.
+channels_redis group_send and >= 5x python-socketio room emit, in deliveries/s. BrokerChannelLayer:
+>= 10x RedisPubSubChannelLayer on Redis, within 3x of Rooms on the same broker.
 
     python bench/fanout.py                       # N = 1,000 and 5,000, 7 rounds + 1 warm-up, ~10 min
+    python bench/fanout.py --systems rooms-memory rooms-redis channels-layer-memory channels-layer-redis \
+        channels-layer-memory-nodb channels-layer-redis-nodb channels-pubsub channels-redis channels-memory
     python bench/fanout.py --quick               # 3 rounds, shorter budgets
     python bench/fanout.py --ws wsproto --n 5000 --systems bare rooms-memory
     python bench/fanout.py --write               # also write bench/results/fanout.md and docs/fanout.png
@@ -38,6 +46,8 @@ import json
 import os
 import platform
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -63,10 +73,16 @@ SYSTEMS = [
     "channels-pubsub",
     "rooms-resume-memory",
     "rooms-resume-redis",
+    "channels-layer-memory",
+    "channels-layer-redis",
+    "channels-layer-memory-nodb",
+    "channels-layer-redis-nodb",
 ]
-DEFAULT_SYSTEMS = SYSTEMS[:7]  # the resumable-member variants run on request (--systems)
+DEFAULT_SYSTEMS = SYSTEMS[:7]  # the resumable-member and BrokerChannelLayer variants run on request (--systems)
 # Connected together, rounds alternate.
 PAIRED = ["bare", "rooms-memory", "rooms-redis", "rooms-resume-memory", "rooms-resume-redis"]
+# BrokerChannelLayer systems run paired with the Rooms system on the same broker (taken out of PAIRED).
+LAYER_PAIRS = {"channels-layer-memory": "rooms-memory", "channels-layer-redis": "rooms-redis"}
 LABELS = {
     "bare": "bare Starlette loop (ceiling)",
     "rooms-memory": "asgi_ws Rooms, memory://",
@@ -77,6 +93,10 @@ LABELS = {
     "channels-pubsub": "Channels group_send, channels_redis RedisPubSubChannelLayer",
     "rooms-resume-memory": "asgi_ws Rooms, members resumable (memory store)",
     "rooms-resume-redis": "asgi_ws Rooms, members resumable (Redis store)",
+    "channels-layer-memory": "Channels group_send, asgi_ws BrokerChannelLayer memory://",
+    "channels-layer-redis": "Channels group_send, asgi_ws BrokerChannelLayer redis:// (2 processes)",
+    "channels-layer-memory-nodb": "same, BrokerChannelLayer memory://, consumers without aclose_old_connections",
+    "channels-layer-redis-nodb": "same, BrokerChannelLayer redis:// (2 processes), without aclose_old_connections",
 }
 
 
@@ -266,6 +286,18 @@ class Http:
         self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def get(self, path: str, timeout: float = 60.0) -> str:
+        """GET ``path``; once more on a new connection when the server had closed the kept-alive
+        one (uvicorn does after 5 idle seconds, e.g. while another system of the group connects):
+        it closed it before reading the request, so the request was not served."""
+        kept = self.conn is not None
+        try:
+            return await self._get(path, timeout)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if not kept or getattr(exc, "partial", b""):
+                raise
+            return await self._get(path, timeout)
+
+    async def _get(self, path: str, timeout: float) -> str:
         if self.conn is None:
             self.conn = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = self.conn
@@ -338,9 +370,14 @@ def server_specs(name: str, run_id: str) -> list[tuple[str, dict[str, str], list
     if name.startswith("rooms-resume"):
         store = "memory://" if name.endswith("memory") else f"{REDIS}?prefix=fanout-sessions-{run_id}:"
         return [("bench.fanout_servers.rooms_resume:app", {"FANOUT_SESSION_STORE": store}, lifespan)]
-    layer = name.split("-", 1)[1]
+    base = name.removesuffix("-nodb")
+    layer = {"channels-layer-memory": "broker-memory", "channels-layer-redis": "broker-redis"}.get(
+        base, base.split("-", 1)[1]
+    )
     env = {"FANOUT_CHANNEL_LAYER": layer, "FANOUT_REDIS_HOST": REDIS, "FANOUT_PREFIX": f"fanout-{run_id}-{layer}"}
-    return [("bench.fanout_servers.channels_group:app", env, [])]
+    if name.endswith("-nodb"):
+        env["FANOUT_CONSUMER_DISPATCH"] = "nodb"
+    return [("bench.fanout_servers.channels_group:app", env, [])] * (2 if layer == "broker-redis" else 1)
 
 
 @contextlib.contextmanager
@@ -428,7 +465,10 @@ async def measure(systems: list[System], args: argparse.Namespace, counter: Iter
         for system in systems:
             await connect(system, args.clients, args.batch, args.pause)
             print(f"  {system.name} N={system.n}: connected {system.note}", file=sys.stderr, flush=True)
+        recording = contextlib.ExitStack()
         for i in range(args.warmup + args.rounds):
+            if i == args.warmup and args.py_spy is not None:
+                recording.enter_context(py_spy(systems, args.py_spy))
             for system in systems[i % len(systems) :] + systems[: i % len(systems)]:  # rotate who goes first
                 if system.stopped or (i >= args.warmup + args.min_rounds and system.spent > args.budget):
                     continue
@@ -450,11 +490,37 @@ async def measure(systems: list[System], args: argparse.Namespace, counter: Iter
                     )
                     system.stopped = True
                 await asyncio.sleep(args.settle)
+        recording.close()
     finally:
         for system in systems:
             for h in system.http:
                 h.close()
             await asyncio.gather(*(w.stop() for w in system.workers), return_exceptions=True)
+
+
+@contextlib.contextmanager
+def py_spy(systems: list[System], directory: Path) -> Iterator[None]:
+    """Record each system's first server process with py-spy while the block runs (its measured
+    rounds): raw collapsed stacks in ``directory/<system>-<N>.txt``, on-CPU samples only.
+    ``python bench/channels_fanout.py --breakdown FILE...`` sorts them into where the time goes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("--py-spy needs py-spy: pip install py-spy")
+    recorders = []
+    for s in systems:
+        out = directory / f"{s.name}-{s.n}.txt"
+        cmd = [spy, "record", "--pid", str(s.servers[0].proc.pid), "--rate", "250", "--format", "raw",
+               "--output", str(out), "--duration", "3600"]  # fmt: skip
+        recorders.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        for recorder in recorders:
+            recorder.wait(60)
 
 
 def run_group(names: list[str], n: int, ws: str, args: argparse.Namespace, counter: Iterator[int]) -> list[System]:
@@ -548,6 +614,14 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
         ("rooms-redis", "channels-redis", 10.0, "Rooms redis / channels_redis group_send"),
         ("rooms-memory", "socketio", 5.0, "Rooms memory / python-socketio room emit"),
         ("rooms-redis", "socketio", 5.0, "Rooms redis / python-socketio room emit"),
+        ("channels-layer-redis", "channels-pubsub", 10.0, "BrokerChannelLayer redis / RedisPubSubChannelLayer"),
+        ("channels-layer-redis", "channels-redis", 10.0, "BrokerChannelLayer redis / RedisChannelLayer"),
+        ("channels-layer-memory", "channels-memory", 10.0, "BrokerChannelLayer memory / InMemoryChannelLayer"),
+        ("channels-layer-redis", "rooms-redis", 1 / 3, "BrokerChannelLayer redis / Rooms redis (within 3x)"),
+        ("channels-layer-memory", "rooms-memory", 1 / 3, "BrokerChannelLayer memory / Rooms memory (within 3x)"),
+        ("channels-layer-redis-nodb", "channels-pubsub", 10.0, "BrokerChannelLayer redis, nodb / RedisPubSub"),
+        ("channels-layer-redis-nodb", "rooms-redis", 1 / 3, "BrokerChannelLayer redis, nodb / Rooms redis"),
+        ("channels-layer-memory-nodb", "rooms-memory", 1 / 3, "BrokerChannelLayer memory, nodb / Rooms memory"),
     ]
     rows = []
     for ws, n in sorted({(r["ws"], r["n"]) for r in results}, key=lambda k: (k[0], -k[1])):
@@ -562,7 +636,7 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
                         ws,
                         f"{n:,}",
                         label,
-                        f">= {target:g}x",
+                        f">= {target:.2g}x",
                         value,
                         "met" if ra["rate"] >= target * rb["rate"] else "NOT met",
                     ]
@@ -575,7 +649,7 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
             else:
                 x = ra["rate"] / rb["rate"]
                 value, met = f"{x:.2f}x", "met" if x >= target else "NOT met"
-            rows.append([ws, f"{n:,}", label, f">= {target:g}x", value, met])
+            rows.append([ws, f"{n:,}", label, f">= {target:.2g}x", value, met])
     return rows
 
 
@@ -631,6 +705,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         "channels-pubsub": "Channels\nRedisPubSubChannelLayer",
         "rooms-resume-memory": "Rooms, resumable\n(memory store)",
         "rooms-resume-redis": "Rooms, resumable\n(Redis store)",
+        "channels-layer-memory": "Channels\nBrokerChannelLayer\nmemory://",
+        "channels-layer-redis": "Channels\nBrokerChannelLayer\nredis:// (2 procs)",
+        "channels-layer-memory-nodb": "BrokerChannelLayer\nmemory://, no\nclose_old_connections",
+        "channels-layer-redis-nodb": "BrokerChannelLayer\nredis://, no\nclose_old_connections",
     }
     ax.set_xticklabels([short[s] for s in names], fontsize=8)
     ax.set_ylabel("deliveries / s (N / median time to last member), log scale")
@@ -658,6 +736,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds, 15 s budgets, 10 s timeout")
     parser.add_argument("--json", type=Path, help="also write the summaries as JSON here")
     parser.add_argument("--write", action="store_true", help="write bench/results/fanout.md and docs/fanout.png")
+    parser.add_argument("--py-spy", type=Path, help="record each system's first server with py-spy into this directory")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_fd_limit()
@@ -671,7 +750,10 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     for ws in args.ws:
         for n in args.n:
-            groups = [[s for s in PAIRED if s in args.systems]] + [[s] for s in args.systems if s not in PAIRED]
+            pairs = [[LAYER_PAIRS[s], s] for s in args.systems if LAYER_PAIRS.get(s) in args.systems]
+            in_pairs = {s for pair in pairs for s in pair}
+            groups = [[s for s in PAIRED if s in args.systems and s not in in_pairs], *pairs]
+            groups += [[s] for s in args.systems if s not in PAIRED and s not in in_pairs]
             for group in filter(None, groups):
                 print(f"{ws}, N={n}: {', '.join(group)}", file=sys.stderr, flush=True)
                 for system in run_group(group, n, ws, args, counter):

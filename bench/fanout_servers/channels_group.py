@@ -1,9 +1,13 @@
 """Django Channels: ``AsyncWebsocketConsumer`` members in group ``bench``, trigger = ``group_send``.
 
 The channel layer is chosen by ``FANOUT_CHANNEL_LAYER``: ``memory`` (InMemoryChannelLayer),
-``redis`` (channels_redis RedisChannelLayer, default settings) or ``pubsub``
-(channels_redis RedisPubSubChannelLayer); Redis at ``FANOUT_REDIS_HOST`` (default
-``redis://127.0.0.1:6379/0``) with key prefix ``FANOUT_PREFIX``. Django is configured in code.
+``redis`` (channels_redis RedisChannelLayer, default settings), ``pubsub``
+(channels_redis RedisPubSubChannelLayer), ``broker-memory`` / ``broker-redis`` (asgi_ws's
+BrokerChannelLayer on memory:// / Redis; run ``broker-redis`` in several processes); Redis at
+``FANOUT_REDIS_HOST`` (default ``redis://127.0.0.1:6379/0``) with key prefix ``FANOUT_PREFIX``.
+Django is configured in code. ``FANOUT_CONSUMER_DISPATCH=nodb``: the consumers' ``dispatch`` calls
+the handler without Channels' per-message ``aclose_old_connections()`` (a thread hop through
+``sync_to_async`` to close stale database connections), to measure what that hop costs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from django.conf import settings
 LAYER = os.environ.get("FANOUT_CHANNEL_LAYER", "memory")
 _HOST = os.environ.get("FANOUT_REDIS_HOST", "redis://127.0.0.1:6379/0")
 _PREFIX = os.environ.get("FANOUT_PREFIX", "fanout")
+_BROKER_LAYER = "asgi_ws.contrib.channels.BrokerChannelLayer"
+NODB = os.environ.get("FANOUT_CONSUMER_DISPATCH") == "nodb"
 LAYERS = {
     "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
     "redis": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_HOST], "prefix": _PREFIX}},
@@ -24,6 +30,8 @@ LAYERS = {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [_HOST], "prefix": _PREFIX},
     },
+    "broker-memory": {"BACKEND": _BROKER_LAYER, "CONFIG": {"url": "memory://"}},
+    "broker-redis": {"BACKEND": _BROKER_LAYER, "CONFIG": {"url": _HOST, "prefix": _PREFIX}},
 }
 
 if not settings.configured:
@@ -36,6 +44,7 @@ if not settings.configured:
     )
     django.setup()
 
+from channels.consumer import get_handler_name  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
@@ -61,6 +70,12 @@ class Member(AsyncWebsocketConsumer):
 
     async def bench_message(self, event: dict[str, str]) -> None:
         await self.send(text_data=event["text"])
+
+    if NODB:
+
+        async def dispatch(self, message: dict[str, str]) -> None:
+            # AsyncConsumer.dispatch without `await aclose_old_connections()` (no database here).
+            await getattr(self, get_handler_name(message))(message)
 
 
 async def http(scope: Scope, receive: Receive, send: Send) -> None:

@@ -130,10 +130,8 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             TypeError: an invalid channel name, or a message that is not a dict of msgpack types.
             BrokerError: the broker did not take it.
         """
-        if not isinstance(message, dict):
-            raise TypeError("message is not a dict")
         self.require_valid_channel_name(channel)
-        payload = self.codec.encode(message)
+        payload = self._encode(message)
         self.stats.sent += 1
         await self._run("send", channel, payload)
 
@@ -189,10 +187,8 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
         Members without room for it miss it (counted, logged in aggregate); never ChannelFull.
         """
-        if not isinstance(message, dict):
-            raise TypeError("message is not a dict")
         self.require_valid_group_name(group)
-        payload = self.codec.encode(message)
+        payload = self._encode(message)
         self.stats.group_sent += 1
         await self._run("group_send", group, payload)
 
@@ -210,6 +206,11 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             elif loop.is_running():
                 await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(core.close(), loop))
             # else: it is closed with its loop (see _core)
+
+    def _encode(self, message: dict[str, Any]) -> bytes:
+        if not isinstance(message, dict):
+            raise TypeError("message is not a dict")
+        return self.codec.encode(message)
 
     # -- event loops ---------------------------------------------------------------------------------
 
