@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from asgi_ws.contrib.channels import BrokerChannelLayer
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -32,12 +34,17 @@ async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 
         await asyncio.sleep(0.005)
 
 
+async def within(awaitable: Awaitable[T], what: str, timeout: float = 10.0) -> T:
+    """Await ``awaitable``, failing with ``what`` if it takes more than ``timeout`` seconds."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout} s") from None
+
+
 async def received(layer: BrokerChannelLayer, channel: str, what: str, timeout: float = 10.0) -> dict[str, Any]:
     """``layer.receive(channel)``, failing with ``what`` if nothing comes within ``timeout`` seconds."""
-    try:
-        return await asyncio.wait_for(layer.receive(channel), timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"{what} did not arrive on {channel!r} within {timeout} s") from None
+    return await within(layer.receive(channel), f"{what} arriving on {channel!r}", timeout)
 
 
 def buffered(layer: BrokerChannelLayer, channel: str) -> int:

@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from asgi_ws.contrib.channels import BrokerChannelLayer
 from tests.channels_layer.conftest import MakeLayer
-from tests.channels_layer.helpers import eventually, received
+from tests.channels_layer.helpers import eventually, received, within
 
 
 class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -47,13 +47,13 @@ async def test_consumers_in_a_group(make_layer: MakeLayer) -> None:
             assert connected
         await layer.group_send("room", {"type": "chat.message", "text": "hello"})
         for communicator in communicators:
-            assert await communicator.receive_from(timeout=10) == "hello"
+            assert await within(communicator.receive_from(timeout=10), "the group message to the consumer") == "hello"
         await communicators[0].disconnect()  # the consumer's websocket_disconnect discards its groups
         core = layer._cores[asyncio.get_running_loop()]
         await eventually(lambda: len(core.groups["room"].members) == 2, "the membership leaving with the consumer")
         await layer.group_send("room", {"type": "chat.message", "text": "again"})
         for communicator in communicators[1:]:
-            assert await communicator.receive_from(timeout=10) == "again"
+            assert await within(communicator.receive_from(timeout=10), "the second group message") == "again"
             await communicator.disconnect()
     finally:
         channel_layers.set("default", old)

@@ -14,7 +14,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from tests.channels_layer.conftest import MakeLayer
-from tests.channels_layer.helpers import FakeClock, buffered, eventually, received
+from tests.channels_layer.helpers import FakeClock, buffered, eventually, received, within
 
 
 async def test_send_receive_on_a_channel_of_this_process(make_layer: MakeLayer) -> None:
@@ -83,7 +83,7 @@ async def test_general_channel_names(make_layer: MakeLayer, shared: bool) -> Non
     core = sender._cores[asyncio.get_running_loop()]
     await eventually(lambda: f"{sender.prefix}:c:replies" in core.subscriptions.active, "the receive() subscribing")
     await worker.send("replies", {"type": "reply"})
-    assert (await asyncio.wait_for(task, 10))["type"] == "reply"
+    assert (await within(task, "the reply to the listening receive()"))["type"] == "reply"
 
 
 async def test_invalid_names_are_refused_as_channels_refuses_them(make_layer: MakeLayer) -> None:
@@ -297,7 +297,7 @@ async def test_a_woken_then_cancelled_receiver_hands_the_message_on(make_layer: 
     await asyncio.sleep(0)
     await layer.send(channel, {"type": "only"})  # wakes `first`...
     first.cancel()  # ...which is cancelled before it runs
-    assert (await asyncio.wait_for(second, 10)) == {"type": "only"}
+    assert (await within(second, "the message handed on to the second receiver")) == {"type": "only"}
     with pytest.raises(asyncio.CancelledError):
         await first
 
@@ -336,4 +336,15 @@ async def test_a_receive_waiting_after_its_channel_expired_out_of_its_groups(mak
     waiting = asyncio.create_task(layer.receive(channel))  # purges the stale message, leaves the group, waits
     await eventually(lambda: layer.stats.expired == 1, "the stale message expiring")
     await layer.send(channel, {"type": "fresh"})
-    assert (await asyncio.wait_for(waiting, 10)) == {"type": "fresh"}
+    assert (await within(waiting, "the fresh message")) == {"type": "fresh"}
+
+
+async def test_on_memory_another_process_channel_is_counted_unroutable(make_layer: MakeLayer, shared: bool) -> None:
+    if shared:
+        return  # on a shared broker it is a publish to that process (test_processes.py)
+    layer = make_layer()
+    await layer.send("specific.0123456789abcdef!x", {"type": "m"})  # memory://: no other process exists
+    await layer.group_add("g", "specific.0123456789abcdef!x")
+    assert layer.stats.unroutable == 2
+    with pytest.raises(ValueError, match="general channel names"):
+        await layer.listen("specific.0123456789abcdef!x")

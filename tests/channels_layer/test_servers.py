@@ -4,25 +4,23 @@ consumers of both."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 import uuid
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection
 
+from tests.channels_layer.helpers import within
 from tests.support.clients import opened
 from tests.support.procs import free_port, server_process, uvicorn_process
 
 pytestmark = pytest.mark.e2e
 
 
-async def _recv(ws: object, what: str) -> str:
-    try:
-        message = await asyncio.wait_for(ws.recv(), 15)  # type: ignore[attr-defined]
-    except asyncio.TimeoutError:
-        raise AssertionError(f"{what} did not arrive within 15 s") from None
+async def _recv(ws: ClientConnection, what: str) -> str:
+    message = await within(ws.recv(), what, 15)
     assert isinstance(message, str)
     return message
 
