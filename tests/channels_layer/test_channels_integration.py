@@ -99,3 +99,20 @@ async def test_a_layer_used_only_from_short_lived_loops(make_layer: MakeLayer, s
     assert not errors and not thread.is_alive()
     assert [(await received(listener, channel, f"message {i}"))["i"] for i in range(2)] == [0, 1]
     assert not sender._cores  # each short-lived loop closed its share of the layer
+
+
+def test_closing_the_loop_closes_the_layer_there_and_keeps_other_wrappers() -> None:
+    loop = asyncio.new_event_loop()
+    others: list[str] = []
+    original = loop.close
+
+    def channels_redis_like_close() -> None:  # channels_redis wraps loop.close the same way
+        others.append("ran")
+        original()
+
+    loop.close = channels_redis_like_close  # type: ignore[method-assign]
+    layer = BrokerChannelLayer()
+    loop.run_until_complete(layer.new_channel())
+    core = layer._cores[loop]
+    loop.close()
+    assert core.closed and not layer._cores and others == ["ran"] and loop.is_closed()

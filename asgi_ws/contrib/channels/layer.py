@@ -241,10 +241,10 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """Close ``core`` when its loop is closed (asgiref's ``async_to_sync`` and ``asyncio.run``
         close theirs), as channels_redis does: its connections must not outlive the loop."""
         loop = core.loop
+        original = loop.close  # the loop's own, or another library's wrapper (channels_redis wraps it too)
 
         def close() -> None:
-            with contextlib.suppress(AttributeError):
-                del loop.close
+            loop.close = original  # type: ignore[method-assign]
             if self._cores.get(loop) is core:
                 del self._cores[loop]
             if not core.closed and not loop.is_running() and not loop.is_closed():
@@ -252,7 +252,7 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                     loop.run_until_complete(core.close())
                 except Exception as exc:
                     logger.warning("channel layer: closing its broker with the event loop failed: %r", exc)
-            loop.close()
+            original()
 
         with contextlib.suppress(AttributeError):  # a loop without instance attributes: closed by close() only
             loop.close = close  # type: ignore[method-assign]
