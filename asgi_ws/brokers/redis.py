@@ -60,11 +60,10 @@ class RedisBroker(Broker):
 
     Options of the URL's query besides redis-py's own (``socket_timeout``, ``max_connections``...):
 
-    Args:
-        prefix: namespace of the library's channels (default ``asgi_ws:``).
-        sharded: ``1``/``true`` for sharded pub/sub (Redis 7+, and Redis Cluster).
-        health_check_interval: seconds of silence on the subscriber link before a PING, and
-            to answer it (default 30; ``0``: never).
+    - ``prefix``: namespace of the library's channels (default ``asgi_ws:``).
+    - ``sharded``: ``1``/``true`` for sharded pub/sub (Redis 7+, and Redis Cluster).
+    - ``health_check_interval``: seconds of silence on the subscriber link before a PING, and
+      to answer it (default 30; ``0``: never).
     """
 
     schemes = ("redis", "rediss")
