@@ -56,7 +56,11 @@ async def test_consumers_in_a_group(make_layer: MakeLayer) -> None:
             assert await within(communicator.receive_from(timeout=10), "the second group message") == "again"
             await communicator.disconnect()
     finally:
-        channel_layers.set("default", old)
+        # set() stores None too, which get_channel_layer() would then return to every later test.
+        if old is None:
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", old)
 
 
 async def test_async_to_sync_from_a_thread_reaches_this_loops_consumers(make_layer: MakeLayer) -> None:
