@@ -7,7 +7,8 @@ Sphinx way (:class:`~asgi_ws.Rooms`,
 mkdocstrings would print as is. Each role becomes an *optional* cross-reference: a link
 where the target is in the API reference, code text where it is not (an internal class, a
 standard-library exception), so a docstring naming an internal never fails the strict build.
-Relative names are resolved in the docstring's scope, as Sphinx does.
+Relative names are resolved in the docstring's scope, as Sphinx does. reStructuredText
+simple tables (``====  ====`` borders) become Markdown tables.
 """
 
 from __future__ import annotations
@@ -82,6 +83,41 @@ def comment_docstring(obj: griffe.Object) -> str | None:
     return "\n".join(found) or None
 
 
+BORDER = re.compile(r"^(=+)( {2,}=+)+$")
+CELLS = re.compile(r" {2,}")
+
+
+def convert_tables(text: str) -> str:
+    """``text`` with each reST simple table (border, header, border, rows, border) in Markdown.
+
+    Cells are split on runs of two or more spaces, so a cell may overflow its column as long
+    as it holds no double space; a table that does not split evenly is left as it is.
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        ends = [i for i in range(index + 1, len(lines)) if lines[i].strip() == line.strip()][:2]
+        if BORDER.match(line.strip()) and ends:
+            columns = len(line.split())
+            if len(ends) == 2 and ends[0] == index + 2:  # a header row between the first two borders
+                header, rows, last = lines[index + 1], lines[ends[0] + 1 : ends[1]], ends[1]
+            else:
+                header, rows, last = " " * 2 * columns, lines[index + 1 : ends[0]], ends[0]
+            cells = [CELLS.split(row.strip()) for row in rows if row.strip()]
+            head = CELLS.split(header.strip()) if header.strip() else [" "] * columns
+            if len(head) == columns and all(len(row) == columns for row in cells):
+                indent = line[: len(line) - len(line.lstrip())]
+                table = [head, ["---"] * columns, *cells]
+                out.extend(indent + "| " + " | ".join(row) + " |" for row in table)
+                index = last + 1
+                continue
+        out.append(line)
+        index += 1
+    return "\n".join(out)
+
+
 class SphinxRoles(griffe.Extension):
     """Reads ``#:`` comments and rewrites Sphinx roles in every docstring of the package."""
 
@@ -97,8 +133,8 @@ class SphinxRoles(griffe.Extension):
         seen.add(obj.path)
         if obj.docstring is None and obj.is_attribute and (text := comment_docstring(obj)):
             obj.docstring = griffe.Docstring(text, lineno=obj.lineno, parent=obj)
-        if obj.docstring is not None and ":" in obj.docstring.value:
-            obj.docstring.value = convert(obj, obj.docstring.value)
+        if obj.docstring is not None:
+            obj.docstring.value = convert(obj, convert_tables(obj.docstring.value))
         for member in obj.members.values():
             if not member.is_alias:
                 self._walk(member, seen)  # type: ignore[arg-type]
