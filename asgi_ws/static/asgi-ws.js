@@ -56,7 +56,9 @@
     /** Register a handler: open, welcome, message, raw, subscribed, unsubscribed, presence,
      *  presence_diff, published, error, close, reconnecting, giveup, state, resumed,
      *  resume_failed (the session is gone: reload the state you show), session_lost (close 4404:
-     *  the server's store lost the session; a new one starts on the next connection: reload too). */
+     *  the server's store lost the session; a new one starts on the next connection: reload too),
+     *  session (the server's session message: a new session, or a fresh token every window / 3),
+     *  rtt (seconds: a heartbeat ping was answered; also in client.rtt). */
     on(event, handler) {
       (this.handlers[event] = this.handlers[event] || []).push(handler);
       return this;
@@ -68,9 +70,11 @@
       }
     }
 
+    /** Connect; while "reconnecting", retry now instead of waiting for the backoff's delay. */
     connect() {
       this.stopped = false;
       if (this.ws && (this.state === "open" || this.state === "connecting")) return this;
+      clearTimeout(this._timer);                   // a retry that was waiting happens now, once
       this._open();
       return this;
     }
@@ -104,6 +108,18 @@
       else this.emit("error", {code: "buffer_full", message: "publish dropped while disconnected"});
     }
 
+    /** Measure the round trip now (the heartbeat pings by itself only after pingInterval of
+     *  silence): sends a ping unless one is unanswered; the pong sets rtt and emits "rtt".
+     *  Unanswered within pingTimeout, it closes the connection (4408) as the heartbeat's own
+     *  would, unless pingInterval is 0. Returns whether a ping was sent. */
+    ping() {
+      if (this.state !== "open" || this._pingSentAt !== null) return false;
+      this._pingId += 1;
+      this._pingSentAt = Date.now();
+      this._control("ping", {id: this._pingId});
+      return true;
+    }
+
     /** Send an application message (not part of the protocol) as it is. */
     send(data) {
       if (this.state !== "open") throw new Error("asgi_ws: not connected");
@@ -135,6 +151,7 @@
         this._openedAt = Date.now();
         this._lastReceived = Date.now();
         this._restored = false;
+        this._pingSentAt = null;                   // a ping of the last socket gets no answer here
         this._setState("open");
         this._control("hello", {v: 1});
         // Subscriptions are restored once the server said whether it resumed the session
@@ -192,7 +209,10 @@
       switch (msg.$ws) {
         case "ping": this._control("pong", msg.id === undefined ? {} : {id: msg.id}); break;
         case "pong":
-          if (this._pingSentAt !== null && msg.id === this._pingId) this.rtt = (Date.now() - this._pingSentAt) / 1000;
+          if (this._pingSentAt !== null && msg.id === this._pingId) {
+            this.rtt = (Date.now() - this._pingSentAt) / 1000;
+            this.emit("rtt", this.rtt);
+          }
           this._pingSentAt = null;
           break;
         case "welcome":
@@ -203,6 +223,7 @@
           if (!this.session || this.session.id !== msg.id) { this.received = 0; this._acked = 0; }
           this.session = {id: msg.id, token: msg.token};
           this._restore([]);
+          this.emit("session", msg);
           break;
         case "resumed":
           this.session = {id: msg.id, token: msg.token};
@@ -272,9 +293,7 @@
           this._pingSentAt = null;                                // something arrived: alive
         }
       } else if (silence >= this.pingInterval) {
-        this._pingId += 1;
-        this._pingSentAt = Date.now();
-        this._control("ping", {id: this._pingId});
+        this.ping();
       }
     }
 
