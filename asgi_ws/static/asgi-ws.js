@@ -101,7 +101,13 @@
       return this;
     }
 
+    /** Publish a JSON value. Bytes cannot be published from a page (JSON.stringify would turn a
+     *  Uint8Array into {"0": ..}, an ArrayBuffer into {}): send them with send(), or publish them
+     *  from server code (subscribers then get {channel, binary: "<base64>"}). */
     publish(channel, data, id) {
+      if (data instanceof ArrayBuffer || ArrayBuffer.isView(data) || (global.Blob && data instanceof global.Blob)) {
+        throw new TypeError("asgi_ws: publish() carries JSON, not bytes: use send() or publish them server-side");
+      }
       const fields = id === undefined ? {channel, data} : {channel, data, id};
       if (this.state === "open" && this._restored) this._control("publish", fields);
       else if (this.buffer.length < this.maxBuffered) this.buffer.push(fields);
