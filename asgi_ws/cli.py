@@ -8,21 +8,30 @@ BackpressureMiddleware and RateLimitMiddleware; the demo page at ``/`` and the b
 at ``/asgi-ws.js``. Several processes on one Redis, PostgreSQL or NATS broker form one cluster.
 On SIGTERM/SIGINT it drains (``asgi_ws.server``): queued messages are flushed, connections closed
 with 1001, new handshakes refused with 503, within ``--drain-timeout`` seconds.
+
+Before uvicorn starts, the command checks its address, connects the broker and asks the session
+store once. A failure is one line on stderr: exit status 1 for what cannot be reached or is not
+installed (the line names the ``pip install 'asgi-ws[...]'`` to run), 2 for a command line that
+cannot work (an unknown broker scheme, a bad ``--log-level``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
-from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
+from . import __version__
+from .brokers.base import redact_url
 from .deny import deny
 from .drain import DRAIN_TIMEOUT
+from .exceptions import BrokerError, ConfigurationError, MissingDependencyError
 from .middleware.backpressure import BackpressureMiddleware
 from .middleware.connlimit import ConnectionLimitMiddleware, default_max_connections
 from .middleware.heartbeat import HeartbeatMiddleware
@@ -31,15 +40,19 @@ from .middleware.ratelimit import RateLimitMiddleware
 from .middleware.resume import ResumeMiddleware
 from .pubsub import PubSubApp
 from .rooms import Rooms
+from .static import BrowserClientApp, read
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 #: Seconds uvicorn's own shutdown may take after the drain (connections the drain left get 1012).
 SHUTDOWN_GRACE = 5
 
-STATIC = {
-    "/": ("demo.html", b"text/html; charset=utf-8"),
-    "/asgi-ws.js": ("asgi-ws.js", b"text/javascript; charset=utf-8"),
-}
+#: Seconds the start-up check waits for the session store to answer.
+STORE_CHECK_TIMEOUT = 10.0
+#: uvicorn's log levels, the values of ``--log-level``.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: Exit statuses of ``asgi-ws``: a runtime failure (a missing package, a broker that cannot be
+#: reached, a port in use), and a command line that cannot work (argparse's status).
+FAILED, USAGE = 1, 2
 
 
 def build_app(
@@ -49,6 +62,7 @@ def build_app(
     path: str = "/ws",
     allow_origins: Sequence[str] = (),
     allow_any_origin: bool = False,
+    allow_missing_origin: bool = False,
     heartbeat_interval: float = 20.0,
     rate: float = 50.0,
     max_message_size: int = 65_536,
@@ -65,8 +79,99 @@ def build_app(
     ``resume_window`` 0 turns resumption off; ``resume_keys`` sign the resume tokens (processes
     sharing a ``session_store`` need the same keys; by default a random key per process).
     ``max_connections`` / ``max_connections_per_ip`` (None or 0: no limit) cap open sockets
-    before any other check (ConnectionLimitMiddleware, outermost).
+    before any other check (ConnectionLimitMiddleware, outermost). ``allow_missing_origin``
+    accepts handshakes without an ``Origin`` header (non-browser clients send none).
+
+    Raises:
+        ConfigurationError: an option is invalid (an unknown broker or store scheme...).
+        MissingDependencyError: the broker, the session store or ``metrics`` needs a package
+            that is not installed; the message names the extra to install.
     """
+    served = _build(
+        broker=broker,
+        namespace=namespace,
+        path=path,
+        allow_origins=allow_origins,
+        allow_any_origin=allow_any_origin,
+        allow_missing_origin=allow_missing_origin,
+        heartbeat_interval=heartbeat_interval,
+        rate=rate,
+        max_message_size=max_message_size,
+        max_connections=max_connections,
+        max_connections_per_ip=max_connections_per_ip,
+        demo=demo,
+        metrics=metrics,
+        resume_window=resume_window,
+        session_store=session_store,
+        resume_keys=resume_keys,
+    )
+    served.warn()
+    return served.app
+
+
+class _Served(NamedTuple):
+    """What ``asgi-ws serve`` starts before uvicorn does: the app, its rooms and its session store."""
+
+    app: ASGIApp
+    rooms: Rooms
+    resume: ResumeMiddleware | None
+    session_store: str
+    random_keys: bool
+
+    def warn(self) -> None:
+        """Say what an operator should know before the first connection arrives."""
+        if self.random_keys:
+            logging.getLogger("asgi_ws").warning(
+                "ASGI_WS_RESUME_KEYS is not set: resume tokens are signed with a random key of this process, "
+                "so no session survives a restart or resumes on another process"
+            )
+
+    async def start(self) -> None:
+        """Connect the broker and ask the session store once, before uvicorn starts: what cannot
+        be reached is one line and exit status 1 instead of uvicorn's failed lifespan.
+
+        Raises:
+            CannotStart: saying what could not be reached.
+        """
+        if self.resume is not None:  # first: the rooms log their start
+            try:
+                await asyncio.wait_for(self.resume.store.inspect("asgi-ws-serve:start-check"), STORE_CHECK_TIMEOUT)
+            except Exception as exc:
+                await self.resume.close()
+                where = redact_url(self.session_store)
+                raise CannotStart(f"cannot reach the session store at {where}: {exc or type(exc).__name__}") from exc
+        try:
+            await self.rooms.start()  # the lifespan's start finds it done
+        except (BrokerError, OSError) as exc:
+            if self.resume is not None:
+                await self.resume.close()
+            raise CannotStart(str(exc)) from exc
+        self.warn()
+
+
+class CannotStart(Exception):
+    """``asgi-ws serve`` cannot start: a broker, session store or address that cannot be reached."""
+
+
+def _build(
+    *,
+    broker: str,
+    namespace: str,
+    path: str,
+    allow_origins: Sequence[str],
+    allow_any_origin: bool,
+    allow_missing_origin: bool,
+    heartbeat_interval: float,
+    rate: float,
+    max_message_size: int,
+    max_connections: int | None,
+    max_connections_per_ip: int | None,
+    demo: bool,
+    metrics: bool,
+    resume_window: float,
+    session_store: str,
+    resume_keys: Sequence[str],
+) -> _Served:
     rooms = Rooms(broker, namespace=namespace)
     pubsub = PubSubApp(rooms, max_publish_bytes=max_message_size)
     ratelimit = RateLimitMiddleware(pubsub, rate=rate, burst=2 * rate, max_message_size=max_message_size)
@@ -79,14 +184,11 @@ def build_app(
             backpressure, secret_keys=keys, store=session_store, window=resume_window, rooms=rooms
         )
         if not resume_keys:  # the likely reason a token's key is unknown: this process was restarted
-            logging.getLogger("asgi_ws").warning(
-                "ASGI_WS_RESUME_KEYS is not set: resume tokens are signed with a random key of this process, "
-                "so no session survives a restart or resumes on another process"
-            )
             resume.signer.unknown_key_hint = "keys change on restart unless ASGI_WS_RESUME_KEYS is set"
     endpoint = OriginMiddleware(
         HeartbeatMiddleware(session, interval=heartbeat_interval, timeout=heartbeat_interval),
         allow_origins=["*"] if allow_any_origin else list(allow_origins),
+        allow_missing=allow_missing_origin,
         allow_same_origin=True,
     )
     limit = None
@@ -96,7 +198,8 @@ def build_app(
         )
     guarded: ASGIApp = limit or endpoint
     scrape = _metrics(pubsub.rooms, backpressure, ratelimit, session, limit) if metrics else None
-    files = {route: (resources.files("asgi_ws.static") / name).read_bytes() for route, (name, _) in STATIC.items()}
+    page = read("demo.html")
+    client = BrowserClientApp()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -112,14 +215,16 @@ def build_app(
             route = scope["path"] if demo else None
             if scrape is not None and scope["path"] == "/metrics":
                 await _respond(send, 200, scrape(), b"text/plain; version=0.0.4; charset=utf-8")
-            elif route in files:
-                await _respond(send, 200, files[route], STATIC[route][1])
+            elif route == "/":
+                await _respond(send, 200, page, b"text/html; charset=utf-8")
+            elif route == "/asgi-ws.js":
+                await client(scope, receive, send)
             elif route == "/favicon.ico":
                 await _respond(send, 204, b"", b"image/x-icon")
             else:
                 await _respond(send, 404, b"not found", b"text/plain; charset=utf-8")
 
-    return app
+    return _Served(app, rooms, resume, session_store, random_keys=resume is not None and not resume_keys)
 
 
 def _closing_store(resume: ResumeMiddleware, send: Send) -> Send:
@@ -135,7 +240,10 @@ def _closing_store(resume: ResumeMiddleware, send: Send) -> Send:
 
 
 def _metrics(rooms: Rooms, backpressure: Any, ratelimit: Any, session: Any, limit: Any) -> Any:
-    from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+    try:
+        from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError("--metrics needs prometheus_client: pip install 'asgi-ws[metrics]'") from exc
 
     from .metrics import AsgiWsCollector
 
@@ -160,15 +268,39 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
     await send({"type": "http.response.body", "body": body})
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="asgi-ws", description="asgi_ws command line")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the pub/sub server and its demo page under uvicorn")
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``asgi-ws serve: error: ...``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="asgi-ws", description="asgi_ws command line", formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the pub/sub server and its demo page under uvicorn",
+        description="Serve PubSubApp behind the asgi_ws middlewares, its demo page and the browser client.",
+        epilog="exit status: 0 after a shutdown, 1 when something cannot be reached or is not installed, "
+        "2 for an invalid command line",
+        formatter_class=_Help,
+    )
     serve.add_argument(
         "--broker",
         default=os.environ.get("ASGI_WS_BROKER", "memory://?history=1000"),
-        help="memory://?history=1000 (default), redis://...[?history=N], postgres://..., nats://... "
-        "[env ASGI_WS_BROKER]; history lets resumed clients get what was published while they were away",
+        help="memory://?history=1000, redis://...[?history=N], postgres://..., nats://... [env ASGI_WS_BROKER]; "
+        "history lets resumed clients get what was published while they were away",
     )
     serve.add_argument(
         "--resume-window",
@@ -179,31 +311,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     serve.add_argument(
         "--session-store",
         default=os.environ.get("ASGI_WS_SESSION_STORE", "memory://"),
-        help="memory:// (default, one process) or redis://... shared by the processes [env ASGI_WS_SESSION_STORE]",
+        help="memory:// (one process) or redis://... shared by the processes [env ASGI_WS_SESSION_STORE]",
     )
     serve.add_argument(
         "--namespace", default="asgi_ws", help="channel namespace on the broker: servers sharing one form a cluster"
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--path", default="/ws", help="path of the WebSocket endpoint (default /ws)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--path", default="/ws", help="path of the WebSocket endpoint")
     serve.add_argument(
         "--allow-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="allowed page origin besides same-origin, e.g. https://app.example.com (repeatable)",
+        help="allowed page origin besides same-origin, e.g. https://app.example.com (repeatable; "
+        "default: same-origin pages only)",
     )
-    serve.add_argument("--allow-any-origin", action="store_true", help="allow every origin (public endpoints only)")
-    serve.add_argument("--heartbeat-interval", type=float, default=20.0)
+    serve.add_argument(
+        "--allow-any-origin", action="store_true", help="allow pages of every origin (public endpoints only)"
+    )
+    serve.add_argument(
+        "--allow-missing-origin",
+        action="store_true",
+        help="allow handshakes without an Origin header: non-browser clients (asgi_ws.client, scripts) send none",
+    )
+    serve.add_argument("--heartbeat-interval", type=float, default=20.0, help="seconds between pings")
     serve.add_argument("--rate", type=float, default=50.0, help="messages per second per connection")
-    serve.add_argument("--max-message-size", type=int, default=65_536)
+    serve.add_argument("--max-message-size", type=int, default=65_536, help="bytes, inbound and per publish")
     serve.add_argument(
         "--max-connections",
         type=int,
         default=default_max_connections(),
-        help="open WebSockets at most in this process, beyond: 503 (default: 10000, or the open-file limit "
-        "minus 100; 0: no limit)",
+        help="open WebSockets at most in this process, beyond: 503; 0: no limit (default: %(default)s: 10000, "
+        "or the open-file limit minus 100 when that is lower)",
     )
     serve.add_argument(
         "--max-connections-per-ip",
@@ -222,48 +362,84 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DRAIN_TIMEOUT,
         help="seconds a shutdown (SIGTERM, Ctrl+C) gives connections to flush before closing them with 1001",
     )
-    serve.add_argument("--log-level", default="info")
-    return parser.parse_args(argv)  # fmt: skip
+    serve.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info", help="uvicorn's log level")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``asgi-ws``: 0 after a shutdown; a failure is one line on stderr and status 1 (runtime) or 2 (usage)."""
     args = parse_args(argv)
     try:
         import uvicorn  # noqa: F401 - asgi_ws.server runs it; say what is missing first
     except ModuleNotFoundError:
-        print("asgi-ws serve needs uvicorn: pip install 'asgi-ws[server]'", file=sys.stderr)
-        return 2
+        return _fail("needs uvicorn: pip install 'asgi-ws[server]'")
     from .log import uvicorn_log_config
 
-    app = build_app(
-        broker=args.broker,
-        namespace=args.namespace,
-        path=args.path,
-        allow_origins=args.allow_origin,
-        allow_any_origin=args.allow_any_origin,
-        heartbeat_interval=args.heartbeat_interval,
-        rate=args.rate,
-        max_message_size=args.max_message_size,
-        max_connections=args.max_connections,
-        max_connections_per_ip=args.max_connections_per_ip,
-        demo=not args.no_demo,
-        metrics=args.metrics,
-        resume_window=args.resume_window,
-        session_store=args.session_store,
-        resume_keys=[k for k in os.environ.get("ASGI_WS_RESUME_KEYS", "").split(",") if k],
-    )
+    try:
+        served = _build(
+            broker=args.broker,
+            namespace=args.namespace,
+            path=args.path,
+            allow_origins=args.allow_origin,
+            allow_any_origin=args.allow_any_origin,
+            allow_missing_origin=args.allow_missing_origin,
+            heartbeat_interval=args.heartbeat_interval,
+            rate=args.rate,
+            max_message_size=args.max_message_size,
+            max_connections=args.max_connections,
+            max_connections_per_ip=args.max_connections_per_ip,
+            demo=not args.no_demo,
+            metrics=args.metrics,
+            resume_window=args.resume_window,
+            session_store=args.session_store,
+            resume_keys=[k for k in os.environ.get("ASGI_WS_RESUME_KEYS", "").split(",") if k],
+        )
+    except MissingDependencyError as exc:
+        return _fail(str(exc))
+    except ConfigurationError as exc:
+        return _fail(f"error: {exc}", USAGE)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "ws": args.ws, "log_level": args.log_level}
     from .server import run  # drains before uvicorn's own shutdown (docs/shutdown.md)
 
-    server = run(
-        app,
-        drain_timeout=args.drain_timeout,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
-        log_config=uvicorn_log_config(),
-        lifespan="on",
-        **options,
-    )
-    return 0 if server.started else 3
+    async def start() -> None:  # on uvicorn's loop, before uvicorn logs or binds anything
+        _check_listen(args.host, args.port)
+        await served.start()
+
+    try:
+        server = run(
+            served.app,
+            before_startup=start,
+            drain_timeout=args.drain_timeout,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            log_config=uvicorn_log_config(),
+            lifespan="on",
+            **options,
+        )
+    except CannotStart as exc:
+        return _fail(str(exc))
+    return 0 if server.started else FAILED
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Raise CannotStart when ``host:port`` cannot be listened on (uvicorn would say so after the lifespan)."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's create_server
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def _fail(message: str, status: int = FAILED) -> int:
+    print(f"asgi-ws serve: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

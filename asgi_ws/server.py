@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 try:
@@ -43,17 +43,33 @@ class Server(uvicorn.Server):
         config: the ``uvicorn.Config``.
         drain_timeout: seconds the drain may take (flushing, the applications' clean-up,
             the sessions' last store writes); what is left then gets uvicorn's 1012.
+        before_startup: awaited on the server's event loop before uvicorn starts (before it logs,
+            runs the lifespan or listens); an exception it raises ends ``serve()`` with it,
+            so what cannot start (a broker that cannot be reached) fails before uvicorn's
+            lifespan failure path. ``asgi-ws serve`` connects its broker here.
 
     A second Ctrl+C (uvicorn's forced exit) cuts the drain short. After a drained shutdown the
     process exits normally (status 0): uvicorn would re-raise the signal it caught, so that
     the process died of it (status 143 for SIGTERM) even after a clean shutdown.
     """
 
-    def __init__(self, config: uvicorn.Config, *, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        drain_timeout: float = DRAIN_TIMEOUT,
+        before_startup: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain_timeout = drain_timeout
+        self.before_startup = before_startup
         #: The drain's report, once it ran.
         self.drained: DrainReport | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.before_startup is not None:
+            await self.before_startup()
+        await super().serve(sockets=sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if not self.force_exit:
@@ -85,15 +101,21 @@ class Server(uvicorn.Server):
                     captured.clear()
 
 
-def run(app: Any, *, drain_timeout: float = DRAIN_TIMEOUT, **options: Any) -> Server:
+def run(
+    app: Any,
+    *,
+    drain_timeout: float = DRAIN_TIMEOUT,
+    before_startup: Callable[[], Awaitable[object]] | None = None,
+    **options: Any,
+) -> Server:
     """Serve ``app`` like ``uvicorn.run(app, **options)``, draining at shutdown; returns the server.
 
     One process: ``workers`` and ``reload`` are refused (run one such process per worker,
-    each drains its own connections).
+    each drains its own connections). ``before_startup``: see :class:`Server`; what it raises, this raises.
     """
     if options.get("reload") or (options.get("workers") or 1) != 1:
         raise ConfigurationError("asgi_ws.server.run serves one process: no workers=/reload=")
-    server = Server(uvicorn.Config(app, **options), drain_timeout=drain_timeout)
+    server = Server(uvicorn.Config(app, **options), drain_timeout=drain_timeout, before_startup=before_startup)
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
         server.run()
     return server

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
+import pytest
 
-from asgi_ws.cli import build_app, parse_args
+from asgi_ws import __version__ as asgi_ws_version
+from asgi_ws.cli import _parser, build_app, parse_args
 from tests.support.clients import opened, refusal
-from tests.support.procs import asgi_ws_serve
+from tests.support.procs import asgi_ws_serve, free_port
 from tests.support.server import serve
 
 
@@ -71,3 +80,141 @@ async def test_the_command_serves_the_demo_and_the_endpoint() -> None:
                 assert json.loads(await conn.recv())["$ws"] == "subscribed"
             await a.send(json.dumps({"$ws": "publish", "channel": "lobby", "data": "from the cli"}))
             assert json.loads(await b.recv()) == {"channel": "lobby", "data": "from the cli"}
+
+
+# -- the command as a user runs it: one line on stderr and a status, never a traceback ------------
+
+#: The ``asgi-ws`` script the install created, beside this interpreter (scripts/bootstrap's .venv).
+ASGI_WS = shutil.which("asgi-ws", path=str(Path(sys.executable).parent)) or "asgi-ws"
+
+#: A ``sitecustomize`` that makes the modules named in ASGI_WS_TEST_MISSING impossible to import,
+#: as on a machine where the extra was not installed.
+WITHOUT_MODULES = """
+import os, sys
+
+class Missing:
+    names = set(os.environ["ASGI_WS_TEST_MISSING"].split(","))
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+"""
+
+
+def asgi_ws(*args: str, missing: str = "", tmp_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``asgi-ws`` command until it exits; ``missing``: modules it cannot import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASGI_WS_")}
+    if missing:
+        assert tmp_path is not None
+        (tmp_path / "sitecustomize.py").write_text(WITHOUT_MODULES)
+        env.update(PYTHONPATH=str(tmp_path), ASGI_WS_TEST_MISSING=missing)
+    return subprocess.run([ASGI_WS, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_version() -> None:
+    result = asgi_ws("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"asgi-ws {asgi_ws_version}")
+
+
+def test_every_option_says_its_default() -> None:
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = commands.choices["serve"]
+    formatter = serve._get_formatter()
+    options = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert {"--allow-missing-origin", "--log-level", "--broker"} <= {a.option_strings[0] for a in options}
+    for action in options:
+        help_text = formatter._expand_help(action) if action.help else ""
+        assert "default" in help_text, action.option_strings
+    result = asgi_ws("serve", "--help")
+    assert result.returncode == 0 and "(default: memory://?history=1000)" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--broker", "foo://x"], "error: unknown broker URL scheme 'foo'"),
+        (["--session-store", "foo://"], "error: unknown session store URL scheme 'foo'"),
+        (["--log-level", "loud"], "error: argument --log-level: invalid choice: 'loud'"),
+        (["--port", "eighty"], "error: argument --port: invalid int value: 'eighty'"),
+        (["--allow-origin", "app.example.com"], "error: allow_origins entry 'app.example.com' is not an origin"),
+        (["--nope"], "error: unrecognized arguments: --nope"),
+    ],
+)
+def test_a_command_line_that_cannot_work_is_one_line_and_status_2(args: list[str], says: str) -> None:
+    result = asgi_ws("serve", *args)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith(("asgi-ws serve: error: ", "asgi-ws: error: ")) and says in line
+
+
+def test_log_level_is_case_insensitive() -> None:
+    assert parse_args(["serve", "--log-level", "WARNING"]).log_level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("args", "missing", "install"),
+    [
+        (["--broker", "redis://127.0.0.1:6379/0"], "redis", "asgi-ws[redis]"),
+        (["--broker", "postgres://127.0.0.1/db"], "asyncpg", "asgi-ws[postgres]"),
+        (["--broker", "nats://127.0.0.1:4222"], "nats", "asgi-ws[nats]"),
+        (["--session-store", "redis://127.0.0.1:6379/0"], "redis", "asgi-ws[redis]"),
+        (["--metrics"], "prometheus_client", "asgi-ws[metrics]"),
+        ([], "uvicorn", "asgi-ws[server]"),
+    ],
+)
+def test_a_missing_package_names_the_extra_to_install(
+    args: list[str], missing: str, install: str, tmp_path: Path
+) -> None:
+    result = asgi_ws("serve", "--port", str(free_port()), *args, missing=missing, tmp_path=tmp_path)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith("asgi-ws serve: ") and f"pip install '{install}'" in line
+
+
+def test_a_broker_that_cannot_be_reached_fails_before_uvicorn_starts() -> None:
+    broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    result = asgi_ws("serve", "--port", str(free_port()), "--broker", broker)
+    assert result.returncode == 1
+    assert one_line(result).startswith(f"asgi-ws serve: cannot connect to Redis at {broker}: ")
+
+
+def test_a_session_store_that_cannot_be_reached_fails_before_uvicorn_starts() -> None:
+    port = free_port()  # nothing listens there
+    result = asgi_ws("serve", "--port", str(free_port()), "--session-store", f"redis://:secret@127.0.0.1:{port}/0")
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith(f"asgi-ws serve: cannot reach the session store at redis://:***@127.0.0.1:{port}/0: ")
+    assert "secret" not in line
+
+
+def test_a_port_in_use_fails_before_uvicorn_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = asgi_ws("serve", "--port", str(port))
+    assert result.returncode == 1
+    assert one_line(result).startswith(f"asgi-ws serve: cannot listen on 127.0.0.1:{port}: ")
+
+
+async def test_allow_missing_origin_lets_non_browser_clients_in() -> None:
+    assert parse_args(["serve"]).allow_missing_origin is False
+    async with serve(build_app(), lifespan="on") as server:
+        refused = await refusal(server.ws_url("/ws"))  # no Origin header
+        assert (refused.status, refused.body) == (403, "missing Origin header")
+    with asgi_ws_serve("--allow-any-origin", "--allow-missing-origin") as server:
+        for origin in (None, "https://anywhere.example"):
+            async with opened(server.ws_url("/ws"), origin=origin, ping_interval=None) as conn:
+                await conn.send(json.dumps({"$ws": "subscribe", "channel": "lobby"}))
+                assert json.loads(await conn.recv())["$ws"] == "subscribed"
