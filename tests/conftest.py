@@ -34,3 +34,11 @@ def nats_url() -> str:
     from tests.support.services import require
 
     return require("nats")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The machine's RabbitMQ (guest/guest on 127.0.0.1:5672)."""
+    from tests.support.services import require
+
+    return require("rabbitmq")

@@ -7,6 +7,7 @@ URL                        backend                                      install
 ``redis://``, ``rediss://``  Redis pub/sub (``?sharded=1``: Cluster SPUBLISH)  ``asgi-ws[redis]``
 ``postgres://``            PostgreSQL LISTEN/NOTIFY (asyncpg)           ``asgi-ws[postgres]``
 ``nats://``, ``tls://``    NATS core pub/sub (nats-py)                  ``asgi-ws[nats]``
+``amqp://``, ``amqps://``  RabbitMQ, a topic exchange (aio-pika)        ``asgi-ws[amqp]``
 =========================  ===========================================  ==================
 """
 
@@ -44,15 +45,18 @@ def broker_from_url(url: str) -> Broker:
             from .nats import NatsBroker
 
             return NatsBroker(url)
+        if scheme in ("amqp", "amqps"):
+            from .amqp import AmqpBroker
+
+            return AmqpBroker(url)
     except ModuleNotFoundError as exc:
-        extra = {"redis": "redis", "rediss": "redis", "postgres": "postgres", "postgresql": "postgres"}.get(
-            scheme, "nats"
-        )
+        extra = {"rediss": "redis", "postgresql": "postgres", "tls": "nats", "amqps": "amqp"}.get(scheme, scheme)
         raise MissingDependencyError(
             f"the {scheme}:// broker needs {exc.name!r}: pip install 'asgi-ws[{extra}]'"
         ) from exc
     raise ConfigurationError(
-        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, rediss://, postgres://, nats:// or tls://"
+        f"unknown broker URL scheme {scheme!r}: use memory://, redis://, rediss://, postgres://, nats://, tls://, "
+        "amqp:// or amqps://"
     )
 
 

@@ -1,5 +1,5 @@
 """BrokerChannelLayer against every broker: ``broker_url`` is memory://, the machine's Redis,
-PostgreSQL and NATS in turn; ``make_layer`` builds layers (several = several processes sharing
+PostgreSQL, NATS and RabbitMQ in turn; ``make_layer`` builds layers (several = several processes sharing
 the broker) with a prefix unique to the test, and closes them afterwards."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ setup()  # before Channels is imported
 from asgi_ws.contrib.channels import BrokerChannelLayer  # noqa: E402
 from tests.channels_layer.helpers import FakeClock  # noqa: E402
 
-BROKERS = ["memory", "redis", "postgres", "nats"]
+BROKERS = ["memory", "redis", "postgres", "nats", "amqp"]
 
 
 @pytest.fixture(params=BROKERS)

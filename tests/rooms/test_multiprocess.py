@@ -13,7 +13,7 @@ from tests.support.procs import asgi_ws_serve
 ORIGIN = "https://app.example.com"
 
 
-@pytest.mark.parametrize("kind", ["redis", "postgres", "nats"])
+@pytest.mark.parametrize("kind", ["redis", "postgres", "nats", "amqp"])
 async def test_two_server_processes_share_rooms_and_presence(kind: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(f"{kind}_url")
     namespace = f"mp{uuid.uuid4().hex[:8]}"

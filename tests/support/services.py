@@ -1,4 +1,4 @@
-"""The machine's shared brokers (Redis, PostgreSQL, NATS), found and, when down, started.
+"""The machine's shared brokers (Redis, PostgreSQL, NATS, RabbitMQ), found and, when down, started.
 
 Tests that need a broker ask for its URL through a fixture (``redis_url``...). When the
 service does not answer, the command that starts it on these machines is tried once (as
@@ -54,6 +54,7 @@ SERVICES = {
         "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
         "-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log",
     ),
+    "rabbitmq": Service("rabbitmq", "amqp://guest:guest@127.0.0.1:5672/", 5672, "rabbitmq-server -detached"),
 }
 
 _tried: set[str] = set()
