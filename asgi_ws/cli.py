@@ -357,6 +357,14 @@ def _parser() -> _Parser:
     )
     serve.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation")
     serve.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="negotiate permessage-deflate with clients that offer it (uvicorn's ws_per_message_deflate); "
+        "pays for large repetitive messages to few clients, costs CPU per member in fan-out: docs/compression.md "
+        "(default: off)",
+    )
+    serve.add_argument(
         "--drain-timeout",
         type=float,
         default=DRAIN_TIMEOUT,
@@ -403,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         return _fail(f"error: {exc}", USAGE)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "ws": args.ws, "log_level": args.log_level}
+    options["ws_per_message_deflate"] = args.compression  # uvicorn's default is on
+    if args.compression:  # inflation bounded by the message limit (about twice it), not uvicorn's 16 MiB
+        options["ws_max_size"] = args.max_message_size
     from .server import run  # drains before uvicorn's own shutdown (docs/shutdown.md)
 
     async def start() -> None:  # on uvicorn's loop, before uvicorn logs or binds anything
