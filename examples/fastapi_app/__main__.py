@@ -7,8 +7,13 @@ asgi_ws's redaction (``asgi_ws.log.uvicorn_log_config``).
 from __future__ import annotations
 
 import argparse
+import sys
 
-import uvicorn
+try:
+    import fastapi  # noqa: F401 - examples.fastapi_app.main needs it
+    import uvicorn
+except ModuleNotFoundError as exc:
+    sys.exit(f"the FastAPI example needs {exc.name}: scripts/bootstrap demo (or pip install 'asgi-ws[demo]')")
 
 from asgi_ws.log import uvicorn_log_config
 

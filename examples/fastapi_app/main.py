@@ -1,9 +1,10 @@
 """The asgi_ws demo: a FastAPI app whose WebSocket passes the handshake and session middlewares.
 
-Run it with ``python -m examples.fastapi_app`` (or ``./scripts/serve``) and open
-http://127.0.0.1:8000/. The page asks ``POST /ticket`` for a signed ticket, opens
-``/ws?ticket=...`` offering the ``chat.v2`` subprotocol, says ``hello`` in the control
-protocol and answers the server's heartbeat pings, and shows what each middleware decided.
+Run it from a checkout with ``scripts/bootstrap demo && .venv/bin/python -m examples.fastapi_app``
+(the ``demo`` extra adds FastAPI to the server's packages) and open http://127.0.0.1:8000/.
+The page asks ``POST /ticket`` for a signed ticket, opens ``/ws?ticket=...`` offering the
+``chat.v2`` subprotocol, says ``hello`` in the control protocol and answers the server's
+heartbeat pings, and shows what each middleware decided.
 Buttons open sockets that each middleware refuses, and flood the server past its rate limit.
 
 Configuration (environment variables):
