@@ -9,10 +9,11 @@ runs behind the handshake middlewares like any endpoint, and is what ``asgi-ws s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .connection import Connection, attach_session
@@ -49,6 +50,10 @@ class PubSubApp:
     itself (control protocol, bounded outbound queue from ``rooms.default_limits``); put
     HeartbeatMiddleware, BackpressureMiddleware and RateLimitMiddleware around it to tune
     those, and the handshake middlewares outside them.
+
+    As the top-level application it answers the ``lifespan`` protocol (starts the rooms, and
+    drains and closes them at shutdown). Routed or mounted inside a framework it gets no
+    lifespan events: give the framework :meth:`lifespan` (``FastAPI(lifespan=pubsub.lifespan)``).
     """
 
     def __init__(
@@ -121,6 +126,33 @@ class PubSubApp:
                 'this endpoint takes control messages only, such as {"$ws":"subscribe","channel":"news"}',
             )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Start the rooms (connect the broker) for the block; at its end drain this process's
+        connections and close the rooms: what the ``lifespan`` protocol does for a top-level
+        PubSubApp, for one that a framework routes to or mounts, which gets no lifespan events.
+
+        It takes the application as Starlette's and FastAPI's ``lifespan=`` do::
+
+            app = FastAPI(lifespan=pubsub.lifespan)  # or Starlette(lifespan=pubsub.lifespan)
+
+        and composes with a lifespan of your own::
+
+            @contextlib.asynccontextmanager
+            async def lifespan(app):
+                async with pubsub.lifespan(app):
+                    yield  # your start-up before, your shutdown after
+        """
+        await self.rooms.start()
+        try:
+            yield
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        await drain(self.drain_timeout)  # under plain uvicorn, after its 1012s: see docs/shutdown.md
+        await self.rooms.close()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -132,8 +164,7 @@ class PubSubApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await drain(self.drain_timeout)  # under plain uvicorn, after its 1012s: see docs/shutdown.md
-                await self.rooms.close()
+                await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
