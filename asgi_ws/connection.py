@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import log as _log
 from ._scope import client_address, log_path, namespace
 from .close_codes import truncate_reason
 from .drain import LIVE, draining, left, refuse
@@ -405,6 +406,8 @@ class Connection:
         return self._run_outermost(app, scope, receive, send)
 
     async def _run_outermost(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _log.settled:  # the process's first connection: the server configured logging by now
+            _log.settle()
         if draining(self._loop):  # shutting down (asgi_ws.drain): refused before the app runs
             try:
                 await refuse(scope, send)

@@ -8,7 +8,11 @@ otherwise a ``websocket.close`` before accept, which the server answers with HTT
 address and the path but never the query string, where tickets and tokens travel, and with
 the cause in full (the refused origin, the failed check, the offered subprotocols) where
 the client is only given the short reason. Refusals that mean the server cannot serve
-(5xx: at capacity, an authentication backend down) are logged at WARNING, the others at INFO.
+(5xx: at capacity, an authentication backend down, a drain) are logged at WARNING, at most
+one line a minute for each refusing middleware, status, reason and cause, with how many it
+stands for (``asgi_ws._repeated``: a drain refuses every newcomer, a cap refuses a whole
+flood); the others at INFO, each. Every refusal is counted in :data:`REFUSED` (Prometheus:
+``asgi_ws_handshakes_refused_total``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from . import log as _log
+from ._repeated import RepeatedLog
 from ._scope import client_address, log_path, log_safe
 from .close_codes import CloseCode, truncate_reason
 from .exceptions import HandshakeRejected
@@ -24,6 +30,25 @@ from .types import Scope, Send
 logger = logging.getLogger("asgi_ws.handshake")
 
 DENIAL_EXTENSION = "websocket.http.response"
+
+#: Handshakes refused in this process by (refused_by, status, reason), read on scrape by
+#: :class:`asgi_ws.metrics.AsgiWsCollector`. Reasons are the library's own short strings (and
+#: those an application's hooks raise); past :data:`MAX_REFUSAL_KINDS` kinds, new ones are
+#: counted under the reason ``"other"``, so the label set stays bounded whatever happens.
+REFUSED: dict[tuple[str, int, str], int] = {}
+MAX_REFUSAL_KINDS = 100
+
+#: 5xx refusals: one line at once, then one a minute per (refused_by, status, reason, detail).
+_server_refusals = RepeatedLog(logger, 60.0)
+
+
+def _count(refused_by: str, status: int, reason: str) -> None:
+    key = (refused_by, status, reason)
+    count = REFUSED.get(key)
+    if count is None and len(REFUSED) >= MAX_REFUSAL_KINDS:
+        key = (refused_by, status, "other")
+        count = REFUSED.get(key)
+    REFUSED[key] = (count or 0) + 1
 
 
 def supports_denial_response(scope: Scope) -> bool:
@@ -55,9 +80,11 @@ async def deny(
         detail: the cause in full, for the log line only (never sent to the client). Never
             a credential; values the client chose go through ``_scope.log_safe``.
     """
-    logger.log(
-        logging.WARNING if status >= 500 else logging.INFO,
-        '%s - "WebSocket %s" refused by %s: %d %s%s',
+    if not _log.settled:
+        _log.settle()
+    _count(refused_by, status, reason)
+    line = '%s - "WebSocket %s" refused by %s: %d %s%s'
+    args = (
         client_address(scope),
         log_path(scope),
         refused_by,
@@ -65,6 +92,10 @@ async def deny(
         reason if reason.isprintable() else log_safe(reason),
         f" ({detail})" if detail else "",
     )
+    if status >= 500:
+        _server_refusals.warning(line, *args, key=(refused_by, status, reason, detail))
+    else:
+        logger.info(line, *args)
     if supports_denial_response(scope):
         body = reason.encode("utf-8")
         raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
@@ -74,6 +105,7 @@ async def deny(
         ]
         await send({"type": "websocket.http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+        _log.DENIAL_SENT.set(True)  # uvicorn's spurious ERROR for this connection is dropped
     else:
         # Before accept the close code is not sent to the client; the server answers 403.
         await send(
@@ -93,4 +125,4 @@ async def deny_with(
     await deny(scope, send, exc.status, exc.reason, headers=exc.headers, refused_by=refused_by, detail=detail)
 
 
-__all__ = ["deny", "deny_with", "supports_denial_response"]
+__all__ = ["REFUSED", "deny", "deny_with", "supports_denial_response"]

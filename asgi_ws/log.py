@@ -1,10 +1,16 @@
-"""Keep credentials out of server logs.
+"""Logs a user can trust: no credentials, no false errors, the library's lines where the server's go.
 
 asgi_ws never logs a query string, a header value or a token. Servers do: uvicorn writes
 ``"WebSocket /ws?ticket=..." [accepted]`` for every handshake, and proxies log request
 lines too. :class:`RedactQueryParams` is a logging filter that masks chosen query
-parameters in any record; :func:`uvicorn_log_config` returns uvicorn's default logging
-configuration with the filter installed on its handlers.
+parameters in any record; a middleware reading a credential from the query installs one on
+uvicorn's loggers itself (:func:`redact_server_logs`); :func:`uvicorn_log_config` returns
+uvicorn's default logging configuration with the filter installed on its handlers.
+
+:func:`settle`, run once per process at the first connection (or refusal, or Rooms start),
+drops the one ERROR uvicorn's ``websockets-sansio`` writes after every denial response
+(:class:`SpuriousHandshakeError`) and, when nothing else would print them, sends asgi_ws's
+own lines to uvicorn's log (:class:`ServerLogBridge`). ``docs/logging.md`` says why.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import copy
 import logging
 import re
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from ._scope import query_name
@@ -98,4 +105,126 @@ def redact_loggers(
     return redactor
 
 
-__all__ = ["DEFAULT_SECRET_PARAMS", "RedactQueryParams", "redact_loggers", "uvicorn_log_config"]
+# -- on by default -------------------------------------------------------------------------------
+
+#: The loggers uvicorn writes request targets to, query strings included (uvicorn 0.54 logs
+#: every handshake and request line on them directly, never on a child logger).
+SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access")
+
+_server_redactor: RedactQueryParams | None = None
+
+
+def redact_server_logs(params: Iterable[str]) -> RedactQueryParams:
+    """Mask ``params`` in uvicorn's log lines from now on; idempotent, names accumulate.
+
+    AuthMiddleware (with a query backend) and ResumeMiddleware call it when they are
+    constructed, unless given ``redact_logs=False``. One filter is added to the *loggers*
+    :data:`SERVER_LOGGERS`, not to their handlers: a logger keeps its filters through
+    ``logging.config.dictConfig`` and ``fileConfig``, which replace handlers, so the filter
+    holds whether uvicorn configures logging before the application is imported
+    (``uvicorn app:app``) or after it was built (``uvicorn.run(app)``), and under any
+    ``--log-config``.
+    """
+    global _server_redactor
+    redactor = _server_redactor
+    if redactor is None:
+        redactor = _server_redactor = RedactQueryParams(params)
+    else:
+        redactor.params = redactor.params | frozenset(params)
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if redactor not in logger.filters:
+            logger.addFilter(redactor)
+    return redactor
+
+
+#: What uvicorn 0.54's ``websockets-sansio`` logs at ERROR after every denial response: it
+#: never marks the handshake complete when it sends one (Kludex/uvicorn#3138, open). The
+#: client got the application's status; nothing failed.
+SPURIOUS_HANDSHAKE_ERROR = "ASGI callable returned without completing handshake."
+
+#: Set by :func:`asgi_ws.deny.deny` in the connection's task once a denial response is sent.
+DENIAL_SENT: ContextVar[bool] = ContextVar("asgi_ws_denial_sent", default=False)
+
+
+class SpuriousHandshakeError(logging.Filter):
+    """Drop uvicorn's :data:`SPURIOUS_HANDSHAKE_ERROR`, and only after asgi_ws sent a denial response.
+
+    uvicorn logs it in the connection's task right after the application returns, so the
+    context variable :func:`~asgi_ws.deny.deny` set in that task tells this connection's
+    record from another's. The same message for an application that really returned without
+    answering is kept; so is any other record. Once uvicorn fixes the bug the message no
+    longer follows a denial and the filter matches nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == SPURIOUS_HANDSHAKE_ERROR and record.levelno == logging.ERROR and DENIAL_SENT.get())
+
+
+class ServerLogBridge(logging.Handler):
+    """A handler on the ``asgi_ws`` logger handing its records to uvicorn's ``uvicorn.error``.
+
+    Installed by :func:`settle` only when asgi_ws's lines would otherwise be lost (uvicorn's
+    default configuration sets up ``uvicorn.*`` only: Python's last resort prints WARNING and
+    above, bare, and drops INFO). It stands aside as soon as logging is configured: a handler
+    on the root logger or another one on ``asgi_ws`` (records then propagate there).
+    """
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.root.handlers or len(logging.getLogger(LIBRARY_LOGGER).handlers) > 1:
+            return
+        if self.target.isEnabledFor(record.levelno):
+            self.target.handle(record)
+
+
+LIBRARY_LOGGER = "asgi_ws"
+_spurious = SpuriousHandshakeError()
+#: True once :func:`settle` ran in this process (checked on the connection path).
+settled = False
+
+
+def settle(*, early: bool = False) -> None:
+    """Once per process, at the first connection or refusal (logging is configured by then).
+
+    ``early`` (Rooms' start, which may run before the server configured logging): decide
+    only if some logging is configured already, else leave it to the first connection.
+
+    - Add :class:`SpuriousHandshakeError` to ``uvicorn.error``.
+    - If the ``asgi_ws`` logger has no handler, propagates, and the root logger has none
+      either, while ``uvicorn.error`` has some (uvicorn's default logging), add a
+      :class:`ServerLogBridge` to ``asgi_ws`` and give it ``uvicorn.error``'s level when it
+      has none: asgi_ws's lines then appear in uvicorn's stream, format and ``--log-level``.
+      Configure logging (``logging.basicConfig()``, a handler on ``asgi_ws``, even a
+      ``NullHandler``) and it does nothing.
+    """
+    global settled
+    if settled:
+        return
+    server = logging.getLogger("uvicorn.error")
+    if early and not server.hasHandlers():  # uvicorn.error's chain ends at the root
+        return
+    settled = True
+    if _spurious not in server.filters:
+        server.addFilter(_spurious)
+    library = logging.getLogger(LIBRARY_LOGGER)
+    if library.handlers or logging.root.handlers or not library.propagate or not server.hasHandlers():
+        return
+    library.addHandler(ServerLogBridge(server))
+    if library.level == logging.NOTSET:
+        library.setLevel(server.getEffectiveLevel())
+
+
+__all__ = [
+    "DEFAULT_SECRET_PARAMS",
+    "RedactQueryParams",
+    "ServerLogBridge",
+    "SpuriousHandshakeError",
+    "redact_loggers",
+    "redact_server_logs",
+    "settle",
+    "uvicorn_log_config",
+]

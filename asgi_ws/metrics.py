@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .connection import COUNTS
+from .deny import REFUSED
 from .exceptions import MissingDependencyError
 
 
@@ -72,6 +73,15 @@ class AsgiWsCollector:
         for code, count in sorted(COUNTS.closed_by_code.items()):
             closes.add_metric([str(code)], count)
         yield closes
+        refusals = counter(
+            "asgi_ws_handshakes_refused",
+            "Handshakes refused by asgi_ws (every refusal passes asgi_ws.deny), by refusing middleware, "
+            "HTTP status and reason",
+            labels=["refused_by", "status", "reason"],
+        )
+        for (refused_by, status, reason), count in sorted(REFUSED.items()):
+            refusals.add_metric([refused_by, str(status), reason], count)
+        yield refusals
 
         outbound = {name: counter(f"asgi_ws_outbound_{name}", help_, labels=["middleware"]) for name, help_ in (
             ("sent", "Application messages written"),

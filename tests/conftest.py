@@ -1,11 +1,23 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from asgi_ws._repeated import reset_all
 from tests.support import bounded
 from tests.support.server import WS_IMPLS
 
 bounded.install()  # every bare `await ws.recv()` in a test fails after a bound instead of hanging
+
+
+@pytest.fixture(autouse=True)
+def _fresh_repeated_logs() -> Iterator[None]:
+    """Each test sees the first occurrence of a repeated line logged (asgi_ws._repeated), and
+    leaves no summary pending for the end of the run."""
+    reset_all()
+    yield
+    reset_all()
 
 
 @pytest.fixture(params=WS_IMPLS)

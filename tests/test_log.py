@@ -1,18 +1,34 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_ws import AuthMiddleware
+from asgi_ws import AuthMiddleware, OriginMiddleware, ResumeMiddleware
 from asgi_ws._scope import query_name, query_param
-from asgi_ws.auth import QueryToken, SignedTicket
-from asgi_ws.log import REDACTED, RedactQueryParams, redact_loggers, uvicorn_log_config
+from asgi_ws.auth import BearerToken, QueryToken, SignedTicket
+from asgi_ws.log import (
+    DENIAL_SENT,
+    REDACTED,
+    SERVER_LOGGERS,
+    SPURIOUS_HANDSHAKE_ERROR,
+    RedactQueryParams,
+    ServerLogBridge,
+    SpuriousHandshakeError,
+    redact_loggers,
+    redact_server_logs,
+    settle,
+    uvicorn_log_config,
+)
 from tests.support.apps import echo_app
-from tests.support.clients import opened
+from tests.support.clients import opened, refusal
+from tests.support.logs import captured_logs
 from tests.support.server import serve
 
 
@@ -149,3 +165,89 @@ async def test_a_percent_encoded_name_is_masked_in_uvicorns_log(
     err = capfd.readouterr().err
     assert '"WebSocket /ws?%74oken=[redacted]&room=lobby" [accepted]' in err
     assert "SECRET-TOKEN-1" not in err
+
+
+# -- on by default: redaction, uvicorn's spurious ERROR, the library's lines in uvicorn's log -----
+
+
+def test_middlewares_reading_a_query_credential_mask_it_in_uvicorns_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    installed: list[list[str]] = []
+    monkeypatch.setattr("asgi_ws.middleware.auth.redact_server_logs", lambda params: installed.append(list(params)))
+    monkeypatch.setattr("asgi_ws.middleware.resume.redact_server_logs", lambda params: installed.append(list(params)))
+    tickets = SignedTicket(["k" * 32], param="t")
+    mw = AuthMiddleware(echo_app(), backend=[tickets, QueryToken(lambda token: None), BearerToken(lambda token: None)])
+    assert mw.query_params == ["t", "token"] and installed == [["t", "token"]]
+    AuthMiddleware(echo_app(), backend=BearerToken(lambda token: None))  # nothing in the query: nothing to mask
+    AuthMiddleware(echo_app(), backend=tickets, redact_logs=False)
+    ResumeMiddleware(echo_app(), secret_keys=["r" * 32])
+    ResumeMiddleware(echo_app(), secret_keys=["r" * 32], redact_logs=False)
+    assert installed == [["t", "token"], ["ws_resume"]]
+
+
+def test_the_server_filter_is_one_filter_on_each_logger_whose_names_accumulate() -> None:
+    first = redact_server_logs(["ticket"])
+    assert redact_server_logs(["my_token"]) is first
+    for name in SERVER_LOGGERS:
+        assert logging.getLogger(name).filters.count(first) == 1
+    assert {"ticket", "my_token"} <= first.params
+    assert first.redact("/ws?my_token=abc&x=1") == "/ws?my_token=[redacted]&x=1"
+
+
+async def test_uvicorns_spurious_error_is_dropped_only_after_a_denial_response() -> None:
+    record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, SPURIOUS_HANDSHAKE_ERROR, None, None)
+    spurious = SpuriousHandshakeError()
+
+    async def in_a_task(denied: bool) -> bool:
+        if denied:
+            DENIAL_SENT.set(True)
+        return spurious.filter(record)
+
+    assert await asyncio.create_task(in_a_task(True)) is False
+    assert await asyncio.create_task(in_a_task(False)) is True  # another connection's context: kept
+    assert spurious.filter(record) is True
+
+
+async def test_an_app_that_really_returns_without_answering_still_logs_uvicorns_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def mute(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+    uvicorn_logger = logging.getLogger("uvicorn")  # as log_config=None leaves it (other tests configure it)
+    monkeypatch.setattr(uvicorn_logger, "handlers", [])
+    monkeypatch.setattr(uvicorn_logger, "propagate", True)
+    settle()
+    with captured_logs(logging.INFO) as records:
+        async with serve(OriginMiddleware(mute, allow_origins=["https://ok.example"]), log_config=None) as server:
+            assert (await refusal(server.ws_url("/ws"), origin="https://evil.example")).status == 403
+            with contextlib.suppress(Exception):
+                async with opened(server.ws_url("/ws"), origin="https://ok.example"):
+                    pass
+    errors = [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    assert errors == [SPURIOUS_HANDSHAKE_ERROR]  # the mute app's, not the refusal's
+
+
+def test_the_bridge_hands_records_to_uvicorn_only_while_nothing_else_prints_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = logging.getLogger("asgi_ws.test.server")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    monkeypatch.setattr(target, "handlers", [handler])
+    monkeypatch.setattr(target, "propagate", False)
+    target.setLevel(logging.INFO)
+    bridge = ServerLogBridge(target)
+    monkeypatch.setattr(logging.getLogger("asgi_ws"), "handlers", [bridge])
+    record = logging.LogRecord("asgi_ws.handshake", logging.INFO, __file__, 1, "refused %s", ("x",), None)
+    monkeypatch.setattr(logging.root, "handlers", [])
+    bridge.emit(record)
+    debug = logging.LogRecord("asgi_ws.handshake", logging.DEBUG, __file__, 1, "detail", None, None)
+    bridge.emit(debug)  # below uvicorn's level
+    assert seen == ["refused x"]
+    monkeypatch.setattr(logging.root, "handlers", [logging.NullHandler()])  # logging configured since
+    bridge.emit(record)
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logging.getLogger("asgi_ws"), "handlers", [bridge, logging.NullHandler()])
+    bridge.emit(record)
+    assert seen == ["refused x"]

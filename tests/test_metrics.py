@@ -1,11 +1,26 @@
 from __future__ import annotations
 
+import importlib
+
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from asgi_ws import BackpressureMiddleware, HeartbeatMiddleware, RateLimitMiddleware, Rooms, connection_of
+from asgi_ws import (
+    BackpressureMiddleware,
+    HeartbeatMiddleware,
+    OriginMiddleware,
+    RateLimitMiddleware,
+    Rooms,
+    connection_of,
+    deny,
+)
 from asgi_ws.metrics import AsgiWsCollector
+from asgi_ws.types import Message
 from tests.support.apps import echo_app
+from tests.support.asgi import handshake, ws_scope
 from tests.support.session import Harness
+
+deny_module = importlib.import_module("asgi_ws.deny")  # the attribute asgi_ws.deny is the function
 
 
 async def test_the_collector_exports_what_the_library_counts() -> None:
@@ -34,3 +49,31 @@ async def test_the_collector_exports_what_the_library_counts() -> None:
         "asgi_ws_connections_open",
     ]:
         assert line in text, line
+
+
+async def test_refused_handshakes_are_counted_by_middleware_status_and_a_bounded_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(deny_module, "REFUSED", {})
+    monkeypatch.setattr("asgi_ws.metrics.REFUSED", deny_module.REFUSED)
+    monkeypatch.setattr(deny_module, "MAX_REFUSAL_KINDS", 3)
+    registry = CollectorRegistry()
+    registry.register(AsgiWsCollector())
+    mw = OriginMiddleware(echo_app(), allow_origins=["https://ok.example"])
+    for _ in range(2):
+        await handshake(mw, ws_scope(headers=[("origin", "https://evil.example")]))
+    for reason in ("a", "b", "c", "d"):  # an application's own reasons: past 3 kinds, one "other"
+        await deny(ws_scope(), _discard, 403, reason, refused_by="app")
+    text = generate_latest(registry).decode()
+    for line in [
+        'asgi_ws_handshakes_refused_total{reason="origin not allowed",refused_by="OriginMiddleware",status="403"} 2.0',
+        'asgi_ws_handshakes_refused_total{reason="a",refused_by="app",status="403"} 1.0',
+        'asgi_ws_handshakes_refused_total{reason="b",refused_by="app",status="403"} 1.0',
+        'asgi_ws_handshakes_refused_total{reason="other",refused_by="app",status="403"} 2.0',
+    ]:
+        assert line in text, line
+    assert text.count("asgi_ws_handshakes_refused_total{") == 4
+
+
+async def _discard(message: Message) -> None:
+    pass

@@ -115,8 +115,9 @@ class QueryToken(_TokenBackend):
     """A token in a query parameter, ``wss://host/ws?token=...``.
 
     Query strings are written to access logs by servers and proxies (uvicorn logs the
-    WebSocket request line with it). Prefer a short-lived :class:`~asgi_ws.auth.SignedTicket`
-    and the log filter described in ``docs/auth.md``.
+    WebSocket request line with it): AuthMiddleware masks ``param`` in uvicorn's log lines
+    (``query_params``), not in your proxy's. Prefer a short-lived
+    :class:`~asgi_ws.auth.SignedTicket` (``docs/logging.md``).
     """
 
     name = "query token"
@@ -124,6 +125,11 @@ class QueryToken(_TokenBackend):
     def __init__(self, verify: Verify, *, param: str = "token") -> None:
         super().__init__(verify)
         self.param = param
+
+    @property
+    def query_params(self) -> tuple[str, ...]:
+        """The query parameters this backend reads a credential from (masked in server logs)."""
+        return (self.param,)
 
     def find_token(self, scope: Scope) -> str | None:
         return query_param(scope, self.param)

@@ -193,6 +193,11 @@ class SignedTicket:
             backend=self.name,
         )
 
+    @property
+    def query_params(self) -> tuple[str, ...]:
+        """The query parameters this backend reads a credential from (masked in server logs)."""
+        return (self.param,)
+
     async def authenticate(self, scope: Scope) -> Identity | None:
         """Backend interface: verify the ticket in the query string, if there is one."""
         token = query_param(scope, self.param)

@@ -32,6 +32,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.errors import OutboundBufferLimitError, SlowConsumerError, StaleConnectionError, UnexpectedEOF
 
+from .._repeated import RepeatedLog
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
 from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, redact_url
 
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from nats.aio.client import Server
 
 logger = logging.getLogger("asgi_ws.brokers.nats")
+#: Lines the network can repeat for every message: at once, then at most one a minute (slow
+#: consumer: one per 10 s) with how many they stand for.
+_repeated = RepeatedLog(logger, 60.0)
+_slow_consumer = RepeatedLog(logger, 10.0)
 
 CHUNK_HEADER = "Asgi-Ws-Chunk"  # "<message id> <index>/<count>"
 _HEADER_ROOM = 256  # bytes of max_payload left to a chunk's header block
@@ -122,7 +127,7 @@ class Reassembler:
 
     def _drop(self, msg_id: str, why: str, last: bool) -> None:
         self.dropped += 1
-        logger.warning("a chunked NATS message was dropped (%s); %d dropped so far", why, self.dropped)
+        _repeated.warning("a chunked NATS message was dropped (%s); %d dropped so far", why, self.dropped, key="chunk")
         if not last:
             self._broken[msg_id] = None
             while len(self._broken) > self.MAX_PENDING:
@@ -186,7 +191,6 @@ class NatsBroker(Broker):
         self._ids = (f"{uuid.uuid4().hex}-{n}" for n in itertools.count())
         self._reassembler = Reassembler(4 * self.max_message)
         self.slow_consumer_drops = 0  # messages nats-py dropped: a subscription's pending queue was full
-        self._next_slow_log = 0.0
 
     @property
     def safe_url(self) -> str:
@@ -329,7 +333,7 @@ class NatsBroker(Broker):
                 try:
                     payload = reassembler.add(msg.headers[CHUNK_HEADER], msg.data)
                 except ValueError as exc:
-                    logger.warning("NATS message on %r dropped: %s", channel, exc)
+                    _repeated.warning("NATS message on %r dropped: %s", channel, exc, key="header")
                     return
             if payload is not None:
                 try:
@@ -353,13 +357,11 @@ class NatsBroker(Broker):
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
             self.slow_consumer_drops += 1
-            if time.monotonic() >= self._next_slow_log:  # at most one line per 10 s
-                self._next_slow_log = time.monotonic() + 10
-                logger.warning(
-                    "NATS slow consumer: %d message(s) dropped so far (latest on %s): deliver() fell behind "
-                    "by pending_msgs=%d or pending_bytes=%d",
-                    *(self.slow_consumer_drops, exc.subject, self.pending_msgs, self.pending_bytes),
-                )
+            _slow_consumer.warning(  # at once, then at most one line per 10 s
+                "NATS slow consumer: %d message(s) dropped so far (latest on %s): deliver() fell behind "
+                "by pending_msgs=%d or pending_bytes=%d",
+                *(self.slow_consumer_drops, exc.subject, self.pending_msgs, self.pending_bytes),
+            )
             return
         self._last_error = self._describe(exc)
         connection_error = isinstance(exc, (OSError, asyncio.TimeoutError, UnexpectedEOF, StaleConnectionError))

@@ -41,10 +41,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from .._repeated import RepeatedLog
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
 from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel
 
 logger = logging.getLogger("asgi_ws.brokers.postgres")
+#: Lines a notification can cause, each time: at once, then at most one a minute with a count.
+_repeated = RepeatedLog(logger, 60.0)
 
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,29}")
 # What a lost or refused connection raises (asyncio.TimeoutError is TimeoutError from 3.11 on).
@@ -362,13 +365,17 @@ class PostgresBroker(Broker):
         try:
             message = decode_notification(text)
         except ValueError:
-            logger.warning("ignored a notification on %s that asgi_ws did not send: %.60r", ident, text)
+            _repeated.warning(
+                "ignored a notification on %s that asgi_ws did not send: %.60r", ident, text, key="foreign"
+            )
             return
         if not self._pending and not isinstance(message, int):
             self._hand_over(*message)
         elif len(self._pending) >= self.max_pending:
             self.dropped += 1
-            logger.warning("dropped a message: %d are waiting behind a large one being fetched", len(self._pending))
+            _repeated.warning(
+                "dropped a message: %d are waiting behind a large one being fetched", len(self._pending), key="dropped"
+            )
         else:
             self._pending.append(message)
             if self._drainer is None:

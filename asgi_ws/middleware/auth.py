@@ -29,6 +29,7 @@ from ..exceptions import (
     HandshakeRejected,
     PermissionDenied,
 )
+from ..log import redact_server_logs
 from ..timers import timer_service
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
@@ -120,6 +121,10 @@ class AuthMiddleware:
             may take together for one handshake; past it the handshake is refused with 503
             ``authentication backend unavailable``, as when one of them raises. None: no
             bound. It bounds waiting, not a backend that blocks the event loop.
+        redact_logs: mask the values of the query parameters the backends read credentials
+            from (their ``query_params``: SignedTicket's ``ticket``, QueryToken's ``token``)
+            in uvicorn's log lines, from construction on (:func:`asgi_ws.log.redact_server_logs`).
+            False leaves the server's logging alone.
 
     Raises:
         ConfigurationError: no backend, a backend of the wrong kind, a close code that
@@ -135,6 +140,7 @@ class AuthMiddleware:
         allow_anonymous: bool = False,
         expired_close_code: int = CloseCode.CREDENTIALS_EXPIRED,
         backend_timeout: float | None = 5.0,
+        redact_logs: bool = True,
     ) -> None:
         backends: list[BackendLike] = list(backend) if isinstance(backend, (list, tuple)) else [backend]  # type: ignore[list-item]
         if not backends:
@@ -150,6 +156,10 @@ class AuthMiddleware:
         challenges = [getattr(b, "www_authenticate", None) for b in self.backends]
         self._challenge = [("www-authenticate", c) for c in challenges if c][:1]
         self._names = [str(getattr(b, "name", type(b).__name__)) for b in self.backends]
+        #: Query parameters carrying a credential, masked in uvicorn's logs unless ``redact_logs=False``.
+        self.query_params = sorted({str(p) for b in self.backends for p in getattr(b, "query_params", ())})
+        if redact_logs and self.query_params:
+            redact_server_logs(self.query_params)
 
     async def authenticate(self, scope: Scope) -> Identity:
         """Run the backends and the ``authorize`` hook; raise ``HandshakeRejected`` to refuse.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from .._repeated import RepeatedLog
 from .._scope import client_address, log_path
 from ..close_codes import CloseCode, check_close_code
 from ..connection import CLOSE, DROP, Connection, attach_session
@@ -21,6 +22,8 @@ from ..exceptions import ConfigurationError
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("asgi_ws.ratelimit")
+#: One line per connection over its rate, but many clients can be: at most one a minute then.
+_over_rate = RepeatedLog(logger, 60.0)
 
 RatePolicy = Literal["drop", "delay", "close"]
 KeyOf = Callable[[Scope], "str | None"]
@@ -213,7 +216,7 @@ class _InboundLimiter:
         self.dropped_since_error += 1
         if not self.warned:
             self.warned = True
-            logger.warning(
+            _over_rate.warning(
                 '%s - "WebSocket %s" over its rate limit: dropping messages',
                 client_address(conn.scope),
                 log_path(conn.scope),

@@ -31,6 +31,7 @@ from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..connection import Connection, attach_session
 from ..exceptions import ConfigurationError
+from ..log import redact_server_logs
 from ..outbound import QueueLimits
 from ..protocol import field
 from ..resume.flusher import SessionFlusher
@@ -68,6 +69,9 @@ class ResumeMiddleware:
             A stored message is never dropped, so a session's queue policy is always ``block``
             falling back to ``close`` (1013, after which the client resumes), also when a
             BackpressureMiddleware chose another.
+        redact_logs: mask the resume token (``ws_resume``) in uvicorn's log lines, from
+            construction on (:func:`asgi_ws.log.redact_server_logs`). False leaves the server's
+            logging alone.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class ResumeMiddleware:
         rooms: Any = None,
         salt: str = "asgi_ws.resume",
         queue_limits: QueueLimits | None = None,
+        redact_logs: bool = True,
     ) -> None:
         if window <= 0 or max_messages < 1 or max_bytes < 1 or max_pending < 1:
             raise ConfigurationError("window, max_messages, max_bytes and max_pending must be positive")
@@ -102,6 +107,8 @@ class ResumeMiddleware:
         #: Counters (exported by :class:`~asgi_ws.metrics.AsgiWsCollector`).
         self.stats = {"created": 0, "resumed": 0, "refused": 0, "replayed": 0}
         self.refused_by_code: dict[str, int] = {}
+        if redact_logs:
+            redact_server_logs([RESUME_PARAM])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .._repeated import RepeatedLog
 from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..outbound import SLOW
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .tokens import TokenSigner
 
 logger = logging.getLogger("asgi_ws.resume")
+#: A store outage fails every session at once: its lines at once, then at most one a minute each.
+_store_trouble = RepeatedLog(logger, 60.0)
 
 #: Frames stored by one store call at most (Redis scripts take a bounded argument list).
 MAX_BATCH = 4000
@@ -330,7 +333,7 @@ class Session:
         """The store refused a write: another socket took the session over (4409), or the
         store no longer has it (4404: flushed, evicted, expired; the client starts afresh)."""
         if result is None:
-            logger.warning("session %s: the store lost it: closing with 4404", self.id)
+            _store_trouble.warning("session %s: the store lost it: closing with 4404", self.id, key="lost")
             self._give_up(CloseCode.SESSION_LOST, "session lost by the store")
         else:
             self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
@@ -379,7 +382,7 @@ class Session:
         try:
             result = await self._touch()
         except Exception as exc:
-            logger.warning("session %s: could not renew it in the store: %s", self.id, exc)
+            _store_trouble.warning("session %s: could not renew it in the store: %s", self.id, exc, key="renew")
             return True
         if result is not True:
             if not self.detached:
@@ -403,7 +406,9 @@ class Session:
             else:
                 await self._touch()
         except Exception as exc:
-            logger.warning("session %s: could not update the store at disconnect: %s", self.id, exc)
+            _store_trouble.warning(
+                "session %s: could not update the store at disconnect: %s", self.id, exc, key="disconnect"
+            )
 
     def hold(self) -> None:
         """Hold new frames back (stored, not sent) until :meth:`replay` has sent the missed ones."""
@@ -483,7 +488,7 @@ class Session:
         try:
             await self._touch()
         except Exception as exc:
-            logger.warning("session %s: could not record its rooms: %s", self.id, exc)
+            _store_trouble.warning("session %s: could not record its rooms: %s", self.id, exc, key="rooms")
 
 
 _TASKS: set[asyncio.Task[Any]] = set()

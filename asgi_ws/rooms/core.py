@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import log as _log
+from .._repeated import RepeatedLog
 from .._scope import user_identity
 from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
 from ..connection import Connection, connection_of
@@ -41,7 +43,8 @@ MAX_ROOM_LENGTH = 200
 #: Presence messages waiting to be published at most (a broker outage); beyond, they are
 #: dropped, and the other nodes resynchronise from the sequence gap.
 MAX_PENDING_PRESENCE = 10_000
-#: Malformed broker messages are counted one by one but logged at most once per this many seconds.
+#: Malformed broker messages and presence messages dropped for a full backlog are counted one
+#: by one, and logged at once, then at most once per this many seconds with how many there were.
 MALFORMED_LOG_INTERVAL = 60.0
 
 
@@ -148,7 +151,7 @@ class Rooms:
         self.totals = OutboundTotals()
         self.stats = RoomsStats()
         self._tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval, self._presence_malformed)
-        self._malformed_logged_at = float("-inf")
+        self._repeated = RepeatedLog(logger, MALFORMED_LOG_INTERVAL)
         self._presence_channel = f"{namespace}!presence"
         #: True when the broker keeps history (``?history=N``): resumed sessions get the room
         #: messages they missed; local members then receive through the broker too.
@@ -174,6 +177,7 @@ class Rooms:
             raise ConfigurationError("this Rooms instance was closed")
         if self._started:
             return
+        _log.settle(early=True)  # under uvicorn, logging is configured by the lifespan's start
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
@@ -516,7 +520,9 @@ class Rooms:
             try:
                 queue.put_nowait(message)
             except asyncio.QueueFull:
-                logger.warning("presence backlog full (broker down?): a message was dropped; peers will resync")
+                self._repeated.warning(
+                    "presence backlog full (broker down?): a message was dropped; peers will resync", key="backlog"
+                )
 
     async def _presence_sender(self) -> None:
         assert self._presence_out is not None
@@ -550,18 +556,15 @@ class Rooms:
         self._malformed("a presence message", reason)
 
     def _malformed(self, what: str, reason: object) -> None:
-        """Count a broker message ignored for its shape; log it, at most once per interval."""
+        """Count a broker message ignored for its shape; log it at once, then at most once per interval."""
         self.stats.malformed += 1
-        now = time.monotonic()
-        if now - self._malformed_logged_at >= MALFORMED_LOG_INTERVAL:
-            self._malformed_logged_at = now
-            logger.warning(
-                "rooms ignored %s from the broker: %s (%d malformed so far; logged at most every %.0f s)",
-                what,
-                reason,
-                self.stats.malformed,
-                MALFORMED_LOG_INTERVAL,
-            )
+        self._repeated.warning(
+            "rooms ignored %s from the broker: %s (%d malformed so far)",
+            what,
+            reason,
+            self.stats.malformed,
+            key="malformed",
+        )
 
     def _emit(self, events: list[PresenceEvent]) -> None:
         for event in events:
