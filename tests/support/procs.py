@@ -67,13 +67,16 @@ def server_process(
     stop_timeout: float = 10.0,
     quiet: bool = False,
     stderr: Any = None,
+    stdout: Any = None,
 ) -> Iterator[ServerProcess]:
     """Run ``cmd`` (a server listening on ``port``) in a child process until the block exits.
 
-    ``stderr``: a file to write the server's log to (default: the test's own stderr).
+    ``stderr``, ``stdout``: files to write the server's output to (default: the test's own).
     """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
-    proc = subprocess.Popen(list(cmd), env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else stderr)
+    proc = subprocess.Popen(
+        list(cmd), env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else stderr, stdout=stdout
+    )
     try:
         wait_for_port(port, timeout=start_timeout, proc=proc)
         yield ServerProcess(proc, port)
