@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import log as _log
+from ._asyncio import asyncio_required
 from ._scope import client_address, log_path, namespace
 from .close_codes import truncate_reason
 from .drain import LIVE, draining, left, refuse
@@ -123,7 +124,10 @@ class Connection:
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self._receive = receive
-        self._loop = asyncio.get_running_loop()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio (an ASGI server on it, TestClient(backend="trio")): say so, once
+            raise asyncio_required() from None
         self._done = _done(self._loop)
         #: The clock of every connection-level time: the loop's monotonic clock.
         self.time: Callable[[], float] = time.monotonic

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
+from .._asyncio import asyncio_required, running_library
 from .._scope import child_scope, namespace
 from ..auth.backends import AuthBackend, CallableBackend
 from ..auth.identity import ANONYMOUS, Identity
@@ -59,9 +60,12 @@ async def _within(awaitable: Awaitable[T], timeout: float) -> T:
 
     The deadline is one entry in the library's timer heap (at most 50 ms late): about 16,000
     instructions a handshake, where ``asyncio.timeout()`` (a loop handle armed and cancelled
-    each time) cost 34,000. Only a handshake that overruns is cancelled.
+    each time) cost 34,000. Only a handshake that overruns is cancelled. On trio, trio's own deadline.
     """
-    task = asyncio.current_task()
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop: the handshake middlewares run on trio too
+        return await _within_trio(awaitable, timeout)
     assert task is not None
     expired = False
 
@@ -83,6 +87,19 @@ async def _within(awaitable: Awaitable[T], timeout: float) -> T:
     if expired:  # the deadline passed as the answer came: take the cancellation back
         _uncancel(task)
     return result
+
+
+async def _within_trio(awaitable: Awaitable[T], timeout: float) -> T:
+    if running_library() != "trio":
+        getattr(awaitable, "close", lambda: None)()  # never awaited: no warning about it
+        raise asyncio_required()
+    import trio
+
+    try:
+        with trio.fail_after(timeout):
+            return await awaitable
+    except trio.TooSlowError:
+        raise asyncio.TimeoutError from None
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:
