@@ -344,6 +344,7 @@ class System:
     failures: dict[str, int] = field(default_factory=dict)  # refused handshakes, retried
     spent: float = 0.0
     stopped: bool = False
+    worker: type[Worker] = Worker  # the client worker processes (bench/compression.py: clients offering deflate)
 
     @property
     def sio(self) -> bool:
@@ -404,7 +405,8 @@ async def connect(system: System, clients: int, batch: int, pause: float) -> Non
                 shares[w].append((url, k))
     if system.name == "channels-redis":  # group_add per handshake: stay under the layer's pool of 100 connections
         batch = min(batch, 100 // (2 * clients))
-    system.workers = [await Worker.start(share, sio=system.sio, batch=batch, pause=pause) for share in shares if share]
+    start = system.worker.start
+    system.workers = [await start(share, sio=system.sio, batch=batch, pause=pause) for share in shares if share]
     for worker in system.workers:
         reply = await worker.read(300)
         for error, count in reply["failures"].items():
