@@ -168,6 +168,7 @@ def test_log_level_is_case_insensitive() -> None:
         (["--broker", "redis://127.0.0.1:6379/0"], "redis", "asgi-ws[redis]"),
         (["--broker", "postgres://127.0.0.1/db"], "asyncpg", "asgi-ws[postgres]"),
         (["--broker", "nats://127.0.0.1:4222"], "nats", "asgi-ws[nats]"),
+        (["--broker", "amqp://127.0.0.1/"], "aio_pika", "asgi-ws[amqp]"),
         (["--session-store", "redis://127.0.0.1:6379/0"], "redis", "asgi-ws[redis]"),
         (["--metrics"], "prometheus_client", "asgi-ws[metrics]"),
         ([], "uvicorn", "asgi-ws[server]"),

@@ -23,6 +23,7 @@ SUBMODULES = [
     "asgi_ws.middleware.connlimit",
     "asgi_ws.resume",
     "asgi_ws.server",
+    "asgi_ws.static",
     "asgi_ws.timers",
     "asgi_ws.types",
 ]
