@@ -273,15 +273,7 @@ async def _deflate_worker(cfg: dict[str, Any]) -> None:
     emit({"ready": len(members), "connected": len(members), "failures": failures})
 
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd = json.loads(line)
-        if cmd["cmd"] == "quit":
-            break
+    async for cmd in fanout.commands():
         state.update(tag=f"#{cmd['tag']}#", target=len(members), count=0, first=0.0, last=0.0)
         done[0] = loop.create_future()
         cpu0 = fanout._cpu()

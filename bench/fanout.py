@@ -52,7 +52,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -127,6 +127,21 @@ class _State:
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+async def commands() -> AsyncIterator[dict[str, Any]]:
+    """The coordinator's commands to a worker, one JSON line each on stdin, until ``quit`` or its end."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        cmd = json.loads(line)
+        if cmd["cmd"] == "quit":
+            return
+        yield cmd
 
 
 async def _worker(cfg: dict[str, Any]) -> None:
@@ -211,15 +226,7 @@ async def _worker(cfg: dict[str, Any]) -> None:
     emit({"ready": st.ready, "connected": len(members), "failures": failures})
 
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd = json.loads(line)
-        if cmd["cmd"] == "quit":
-            break
+    async for cmd in commands():
         # arm: reset the counters, answer, then report when every member has the message (or time out)
         st.tag = f"#{cmd['tag']}#".encode()
         st.target, st.count, st.first, st.last = len(members), 0, 0.0, 0.0
