@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import fanout
-from bench._util import ROOT, ServerProcess, cpu_seconds, free_port, median, table, uvicorn_process
+from bench._util import ServerProcess, cpu_seconds, free_port, median, table, uvicorn_process
 
 IMPLS = ["websockets-sansio", "websockets", "wsproto"]
 SIZES = [100, 1000, 10_000]
@@ -288,17 +288,9 @@ async def _deflate_worker(cfg: dict[str, Any]) -> None:
 
 
 class DeflateWorker(fanout.Worker):
-    """A client worker process of this script (``--worker``): clients that offer deflate."""
+    """A client worker process running this script (``--worker``): clients that offer deflate."""
 
-    @classmethod
-    async def start(cls, urls: list[tuple[str, int]], *, sio: bool, batch: int, pause: float) -> DeflateWorker:
-        cfg = {"urls": urls, "batch": batch, "pause": pause}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--worker", json.dumps(cfg),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, limit=1 << 20,
-        )  # fmt: skip
-        return cls(proc, sum(n for _, n in urls))
+    script = __file__
 
 
 @contextlib.contextmanager

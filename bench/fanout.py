@@ -245,6 +245,9 @@ async def _worker(cfg: dict[str, Any]) -> None:
 class Worker:
     """A client worker process, spoken to with JSON lines over its stdin/stdout."""
 
+    #: The program a worker runs (``python <script> --worker CFG``); bench/compression.py has its own.
+    script = __file__
+
     def __init__(self, proc: asyncio.subprocess.Process, size: int) -> None:
         self.proc = proc
         self.size = size
@@ -253,7 +256,7 @@ class Worker:
     async def start(cls, urls: list[tuple[str, int]], *, sio: bool, batch: int, pause: float) -> Worker:
         cfg = {"urls": urls, "sio": sio, "batch": batch, "pause": pause}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--worker", json.dumps(cfg),
+            sys.executable, cls.script, "--worker", json.dumps(cfg),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, limit=1 << 20,
         )  # fmt: skip

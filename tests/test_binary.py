@@ -56,7 +56,8 @@ def digest(data: bytes) -> str:
 
 
 class EchoProbe:
-    """A bare ASGI app that echoes every frame as it came, and records what it received."""
+    """A bare ASGI app that echoes every frame as it came, and records what it received; the
+    text ``go`` is answered with the payloads (binary frames), then the text ``end``."""
 
     def __init__(self) -> None:
         self.received: list[Message] = []
@@ -70,7 +71,12 @@ class EchoProbe:
             if message["type"] == "websocket.disconnect":
                 return
             self.received.append(message)
-            await send({**message, "type": "websocket.send"})
+            if message.get("text") == "go":
+                for payload in PAYLOADS:
+                    await send({"type": "websocket.send", "bytes": payload})
+                await send({"type": "websocket.send", "text": "end"})
+            else:
+                await send({**message, "type": "websocket.send"})
 
 
 def ticket() -> str:
@@ -223,30 +229,12 @@ async def test_rooms_fan_out_binary_raw_and_channel_formats(broker: str, request
 # -- Resumption -------------------------------------------------------------------------------
 
 
-def sender_app() -> ASGIApp:
-    """Sends the payloads (binary) and a text marker each time the client says ``go``."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") == "go":
-                for payload in PAYLOADS:
-                    await send({"type": "websocket.send", "bytes": payload})
-                await send({"type": "websocket.send", "text": "end"})
-
-    return app
-
-
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_resumption_replays_binary_exactly(store: str, ws_impl: str, request: pytest.FixtureRequest) -> None:
     store_url = "memory://"
     if store == "redis":
         store_url = f"{request.getfixturevalue('redis_url')}?prefix=binary-sessions-{uuid.uuid4().hex[:8]}:"
-    app = ResumeMiddleware(sender_app(), secret_keys=[KEY], store=store_url, max_bytes=16 << 20)
+    app = ResumeMiddleware(EchoProbe(), secret_keys=[KEY], store=store_url, max_bytes=16 << 20)
     with no_server_errors():
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(app.close)  # the store's connections, once the server stopped

@@ -7,17 +7,13 @@ in the query string, so uvicorn's log lines are filtered through asgi_ws's redac
 
 from __future__ import annotations
 
-import argparse
+import sys
 
-import uvicorn
+try:
+    import strawberry  # noqa: F401 - examples.graphql_app.main needs it
+except ModuleNotFoundError as exc:
+    sys.exit(f"the GraphQL example needs {exc.name}: pip install 'asgi-ws[graphql]'")
 
-from asgi_ws.log import uvicorn_log_config
+from examples._serve import serve
 
-parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--host", default="127.0.0.1")
-parser.add_argument("--port", type=int, default=8000)
-parser.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation")
-args = parser.parse_args()
-uvicorn.run(
-    "examples.graphql_app.main:app", host=args.host, port=args.port, ws=args.ws, log_config=uvicorn_log_config()
-)
+serve("examples.graphql_app.main:app", __doc__)
