@@ -13,6 +13,7 @@ URL                        backend                                      install
 
 from __future__ import annotations
 
+import sys
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError, MissingDependencyError
@@ -51,6 +52,9 @@ def broker_from_url(url: str) -> Broker:
             return AmqpBroker(url)
     except ModuleNotFoundError as exc:
         extra = {"rediss": "redis", "postgresql": "postgres", "tls": "nats", "amqps": "amqp"}.get(scheme, scheme)
+        if extra == "amqp" and sys.version_info < (3, 11):
+            message = f"the {scheme}:// broker needs aio-pika 10.2, which needs Python 3.11"
+            raise MissingDependencyError(message) from exc
         raise MissingDependencyError(
             f"the {scheme}:// broker needs {exc.name!r}: pip install 'asgi-ws[{extra}]'"
         ) from exc

@@ -41,7 +41,17 @@ from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPError
 
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
-from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel
+from .base import (
+    Broker,
+    BrokerEvent,
+    Deliver,
+    OnEvent,
+    backoff_delays,
+    cancel_and_wait,
+    check_channel,
+    emit_event,
+    retry,
+)
 
 logger = logging.getLogger("asgi_ws.brokers.amqp")
 
@@ -127,6 +137,11 @@ class AmqpBroker(Broker):
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         own_names = {"exchange", "confirm", "timeout", *_DEFAULTS}
+        if any(key == "history" for key, _ in query):
+            raise ConfigurationError(
+                f"the AMQP broker keeps no history ({self.safe_url}): room history for session resumption "
+                "is kept by memory:// and redis:// with ?history=N"
+            )
         own = {key: value for key, value in query if key in own_names}
         rest = [(key, value) for key, value in query if key not in own_names]
         self.exchange = own.get("exchange", "asgi_ws")
@@ -165,7 +180,8 @@ class AmqpBroker(Broker):
     # -- public API --------------------------------------------------------------------------
 
     async def connect(self, deliver: Deliver, on_event: OnEvent | None = None) -> None:
-        """Connect, or raise :class:`~asgi_ws.exceptions.BrokerUnavailable` naming the URL."""
+        """Connect within ``timeout`` seconds, declare the exchange and this process's queue, or
+        raise :class:`~asgi_ws.exceptions.BrokerUnavailable` naming the URL (never its password)."""
         if self._closed:
             raise BrokerClosed("this broker was closed")
         self._deliver, self._on_event = deliver, on_event
@@ -183,9 +199,7 @@ class AmqpBroker(Broker):
             return
         self._closed = True
         task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.wait([task])
+        await cancel_and_wait(task)
         link, self._link = self._link, None
         self._names.clear()
         if link is not None:
@@ -289,8 +303,7 @@ class AmqpBroker(Broker):
             raise BrokerClosed("the broker is closed" if self._closed else "the broker is not connected")
 
     def _describe(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        return text.replace(self._password, "***") if self._password else text
+        return self._scrub(f"{type(exc).__name__}: {exc}")
 
     async def _open(self) -> _Link:
         """Connect, declare the exchange and a new queue, consume, and bind every wanted channel."""
@@ -335,13 +348,6 @@ class AmqpBroker(Broker):
         except Exception:
             logger.exception("delivering a message of channel %r failed", channel)
 
-    def _emit(self, event: BrokerEvent) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("the on_event callback of the AMQP broker %s failed", self.safe_url)
-
     async def _run(self, link: _Link) -> None:
         """Wait for the link to be lost; report it, reconnect with backoff until closed, report that."""
         loop = asyncio.get_running_loop()
@@ -352,8 +358,9 @@ class AmqpBroker(Broker):
                 await link.close()
                 lost_at = loop.time()
                 logger.warning("lost the connection to RabbitMQ at %s (%s): reconnecting", self.safe_url, error)
-                self._emit(BrokerEvent("disconnected", url=self.safe_url, error=error))
-                link = await self._reconnect()
+                emit_event(self._on_event, BrokerEvent("disconnected", url=self.safe_url, error=error))
+                what = f"reconnecting to RabbitMQ at {self.safe_url}"
+                link = await retry(self._open, _FAILURES, delay=self._delay, describe=self._describe, what=what)
                 lost = loop.time() - lost_at
                 logger.warning(
                     "reconnected to RabbitMQ at %s, %d binding(s) restored, after %.2f s without it: "
@@ -362,20 +369,10 @@ class AmqpBroker(Broker):
                     len(link.bound),
                     lost,
                 )
-                self._emit(BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
+                emit_event(self._on_event, BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
         finally:
             if self._link is not None:
                 await self._link.close()
-
-    async def _reconnect(self) -> _Link:
-        attempt = 0
-        while True:
-            await asyncio.sleep(self._delay(attempt))
-            attempt += 1
-            try:
-                return await self._open()
-            except _FAILURES as exc:
-                logger.debug("reconnection to RabbitMQ at %s failed: %s", self.safe_url, self._describe(exc))
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text

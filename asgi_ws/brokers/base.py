@@ -29,13 +29,18 @@ room messages published while a client was away.
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..exceptions import BrokerError
+
+logger = logging.getLogger("asgi_ws.brokers")
+T = TypeVar("T")
 
 
 class Deliver(Protocol):
@@ -106,11 +111,14 @@ class Broker(abc.ABC):
     async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
         """The messages of ``channel`` after position ``after``, oldest first, with their positions;
         None when the history no longer reaches back to ``after`` (trimmed)."""
-        raise BrokerError(f"the broker {self.safe_url} keeps no history (add ?history=N to its URL)")
+        raise self._no_history()
 
     async def last_position(self, channel: str) -> str:
         """The position of the newest message of ``channel`` (:data:`START` when none)."""
-        raise BrokerError(f"the broker {self.safe_url} keeps no history (add ?history=N to its URL)")
+        raise self._no_history()
+
+    def _no_history(self) -> BrokerError:
+        return BrokerError(f"the broker {self.safe_url} keeps no history (memory:// and redis:// do, with ?history=N)")
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None: ...
@@ -142,6 +150,45 @@ def backoff_delays(base: float = 0.1, cap: float = 10.0) -> Callable[[int], floa
     return delay
 
 
+def emit_event(on_event: OnEvent | None, event: BrokerEvent) -> None:
+    """Hand ``event`` to a broker's ``on_event`` callback; one that raises is logged, and never
+    reaches the broker's connection handling."""
+    if on_event is not None:
+        try:
+            on_event(event)
+        except Exception:
+            logger.exception("the on_event callback failed on %s of %s", event.kind, event.url)
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel a broker's ``task`` (unless it is the one calling) and wait for its end, neither
+    raising the task's cancellation nor hiding the caller's."""
+    if task is not None and task is not asyncio.current_task():
+        task.cancel()
+        await asyncio.wait([task])
+
+
+async def retry(
+    attempt: Callable[[], Awaitable[T]],
+    failures: tuple[type[BaseException], ...],
+    *,
+    delay: Callable[[int], float],
+    describe: Callable[[BaseException], str],
+    what: str,
+) -> T:
+    """A broker's reconnection loop: ``await attempt()`` until it succeeds, sleeping ``delay(n)``
+    before try ``n`` (from 0; :func:`backoff_delays`); each failure in ``failures`` is logged at
+    DEBUG as ``"<what> failed: <describe(exc)>"``, anything else propagates."""
+    tries = 0
+    while True:
+        await asyncio.sleep(delay(tries))
+        tries += 1
+        try:
+            return await attempt()
+        except failures as exc:
+            logger.debug("%s failed: %s", what, describe(exc))
+
+
 MAX_CHANNEL_LENGTH = 256
 
 
@@ -158,6 +205,9 @@ __all__ = [
     "Deliver",
     "OnEvent",
     "backoff_delays",
+    "cancel_and_wait",
     "check_channel",
+    "emit_event",
     "redact_url",
+    "retry",
 ]

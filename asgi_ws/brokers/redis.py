@@ -38,7 +38,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisError, ResponseError
 
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
-from .base import START, Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, position_key
+from .base import (
+    START,
+    Broker,
+    BrokerEvent,
+    Deliver,
+    OnEvent,
+    backoff_delays,
+    cancel_and_wait,
+    check_channel,
+    emit_event,
+    position_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +141,7 @@ class RedisBroker(Broker):
             return
         self._closed = True
         task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.wait([task])  # neither raises the task's cancellation nor hides ours
+        await cancel_and_wait(task)
         conn = self._conn  # still open if the reader was cancelled before it ever ran
         self._drop()
         if conn is not None:
@@ -341,13 +350,6 @@ class RedisBroker(Broker):
             if future is not None and not future.done():
                 future.set_result(None)
 
-    def _emit(self, event: BrokerEvent) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("the on_event callback of the Redis broker %s failed", self.safe_url)
-
     def _restored(self, conn: AbstractConnection, _: asyncio.Future[int | None]) -> None:
         if self._conn is not conn or self._lost_at is None:
             return  # lost again before the subscriptions were back
@@ -360,7 +362,7 @@ class RedisBroker(Broker):
             len(self._names),
             lost,
         )
-        self._emit(BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
+        emit_event(self._on_event, BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
 
     # -- commands on the subscriber link ---------------------------------------------------------
 
@@ -429,7 +431,7 @@ class RedisBroker(Broker):
                     if self._lost_at is None:
                         self._lost_at = loop.time()
                         logger.warning("lost the connection to Redis at %s (%s): reconnecting", self.safe_url, error)
-                        self._emit(BrokerEvent("disconnected", url=self.safe_url, error=error))
+                        emit_event(self._on_event, BrokerEvent("disconnected", url=self.safe_url, error=error))
                     else:
                         logger.debug("reconnection to Redis at %s failed: %s", self.safe_url, error)
                     await asyncio.sleep(self._delay(self._attempt))

@@ -72,6 +72,20 @@ ODD_NAMES = [
 ]
 
 
+def unescape_token(token: str) -> str:
+    """The channel name of a token escaped as the NATS subjects and AMQP routing keys are
+    (``A-Z a-z 0-9 -`` kept, any other UTF-8 byte ``_XX``): what makes the mapping injective."""
+    data, i = bytearray(), 0
+    while i < len(token):
+        if token[i] == "_":
+            data.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            data.append(ord(token[i]))
+            i += 1
+    return data.decode("utf-8", "surrogatepass")
+
+
 class BrokerConformance:
     """Subclass it in a broker's test module and provide the ``broker_url`` fixture."""
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from asgi_ws.brokers import broker_from_url
 from asgi_ws.brokers.amqp import MAX_ROUTING_KEY, AmqpBroker, routing_key
-from asgi_ws.exceptions import BrokerError, BrokerUnavailable, ConfigurationError, MissingDependencyError
-from tests.brokers.conformance import BrokerConformance, Inbox, check_unreachable, connected
+from asgi_ws.exceptions import BrokerError, BrokerUnavailable, ConfigurationError
+from tests.brokers.conformance import BrokerConformance, Inbox, check_unreachable, connected, unescape_token
 from tests.rooms.test_rooms_brokers import Cluster, joined, member
 from tests.support.procs import free_port
 
@@ -101,25 +101,13 @@ class TestAmqpBrokerWithoutConfirms(BrokerConformance):
 WORD = re.compile(r"[A-Za-z0-9_-]+|~[0-9a-f]{64}")  # one topic word, never * or #
 
 
-def unescape(key: str) -> str:
-    data, i = bytearray(), 0
-    while i < len(key):
-        if key[i] == "_":
-            data.append(int(key[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            data.append(ord(key[i]))
-            i += 1
-    return data.decode("utf-8", "surrogatepass")
-
-
 @settings(max_examples=500, deadline=None)
 @given(st.text(st.characters(exclude_categories=()), min_size=1, max_size=256))
 def test_every_channel_name_maps_to_one_topic_word_of_at_most_255_bytes(name: str) -> None:
     key = routing_key(name)
     assert WORD.fullmatch(key) and len(key.encode()) <= MAX_ROUTING_KEY
     if not key.startswith("~"):
-        assert unescape(key) == name  # decodable, so distinct names never share a key
+        assert unescape_token(key) == name  # decodable, so distinct names never share a key
 
 
 @given(st.text(min_size=1, max_size=120), st.text(min_size=1, max_size=120))
@@ -155,24 +143,17 @@ def test_url_forms_and_options() -> None:
     for url in bad:
         with pytest.raises(ConfigurationError, match="invalid AMQP broker URL"):
             AmqpBroker(url)
+    with pytest.raises(ConfigurationError, match="keeps no history"):
+        AmqpBroker("amqp://h?history=100")
 
 
-def test_a_missing_aio_pika_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-    import sys
-
-    real_import = builtins.__import__
-
-    def no_aio_pika(name: str, *args: object, **kwargs: object) -> object:
-        if name == "aio_pika" or name.startswith("aio_pika."):
-            raise ModuleNotFoundError("No module named 'aio_pika'", name="aio_pika")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(builtins, "__import__", no_aio_pika)
-    monkeypatch.delitem(sys.modules, "asgi_ws.brokers.amqp", raising=False)
-    for scheme in ("amqp", "amqps"):
-        with pytest.raises(MissingDependencyError, match=r"pip install 'asgi-ws\[amqp\]'"):
-            broker_from_url(f"{scheme}://localhost")
+async def test_no_history_is_said_plainly(fresh: Callable[..., str]) -> None:
+    async with connected(fresh()) as (broker, _):
+        assert broker.history_size == 0
+        with pytest.raises(BrokerError, match=r"keeps no history \(memory:// and redis:// do, with \?history=N\)"):
+            await broker.history("room", "0-0")
+        with pytest.raises(BrokerError, match="keeps no history"):
+            await broker.last_position("room")
 
 
 # -- start-up -----------------------------------------------------------------------------------
@@ -252,14 +233,14 @@ async def test_a_plain_amqp_client_shares_the_exchange(amqp_url: str, fresh: Cal
 
 
 async def test_large_payloads_up_to_max_message(fresh: Callable[..., str]) -> None:
-    big = [bytes([n]) * (8 * 1024 * 1024 + n) for n in range(2)]
+    sizes = [8 * 1024 * 1024, 12 * 1024 * 1024 + 1, 16 * 1024 * 1024]  # the last one: max_message exactly
+    payloads = [bytes([i + 1]) * size for i, size in enumerate(sizes)]
     async with connected(fresh()) as (broker, inbox):
         await broker.subscribe("big")
-        for n, payload in enumerate(big):
+        for payload in payloads:
             await broker.publish("big", payload)
-            await broker.publish("big", b"small %d" % n)
-        got = await inbox.wait_count("big", 4, timeout=30)
-        assert got == [big[0], b"small 0", big[1], b"small 1"]
+        got = await inbox.wait_count("big", len(sizes), timeout=30)
+        assert [len(payload) for payload in got] == sizes and got == payloads
         with pytest.raises(ValueError, match="max_message"):
             await broker.publish("big", bytes(16 * 1024 * 1024 + 1))
     async with connected(fresh("&max_message=1000")) as (broker, _):

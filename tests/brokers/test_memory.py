@@ -36,20 +36,30 @@ def test_broker_from_url_knows_the_schemes() -> None:
         broker_from_url("kafka://localhost")
 
 
-def test_a_missing_client_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("library", "module", "url", "extra"),
+    [
+        ("redis", "asgi_ws.brokers.redis", "redis://localhost", "redis"),
+        ("aio_pika", "asgi_ws.brokers.amqp", "amqp://localhost", "amqp"),
+        ("aio_pika", "asgi_ws.brokers.amqp", "amqps://localhost", "amqp"),
+    ],
+)
+def test_a_missing_client_library_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, library: str, module: str, url: str, extra: str
+) -> None:
     import builtins
 
     real_import = builtins.__import__
 
-    def no_redis(name: str, *args: object, **kwargs: object) -> object:
-        if name == "redis" or name.startswith("redis."):
-            raise ModuleNotFoundError("No module named 'redis'", name="redis")
+    def without(name: str, *args: object, **kwargs: object) -> object:
+        if name == library or name.startswith(f"{library}."):
+            raise ModuleNotFoundError(f"No module named {library!r}", name=library)
         return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(builtins, "__import__", no_redis)
-    monkeypatch.delitem(__import__("sys").modules, "asgi_ws.brokers.redis", raising=False)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'asgi-ws\[redis\]'"):
-        broker_from_url("redis://localhost")
+    monkeypatch.setattr(builtins, "__import__", without)
+    monkeypatch.delitem(__import__("sys").modules, module, raising=False)
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'asgi-ws\[{extra}\]'"):
+        broker_from_url(url)
 
 
 def test_redacted_urls() -> None:

@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 from asgi_ws.brokers import broker_from_url
 from asgi_ws.brokers.nats import CHUNK_HEADER, NatsBroker, Reassembler, channel_subject
 from asgi_ws.exceptions import BrokerError, BrokerUnavailable, ConfigurationError
-from tests.brokers.conformance import BrokerConformance, check_restart_is_survived, check_unreachable, connected
+from tests.brokers.conformance import (
+    BrokerConformance,
+    check_restart_is_survived,
+    check_unreachable,
+    connected,
+    unescape_token,
+)
 from tests.support.own_servers import NatsServer, own_server
 from tests.support.procs import free_port
 
@@ -78,18 +84,6 @@ class TestNatsBrokerChunked(BrokerConformance):
 TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # NATS's recommended subject characters; no dot, space or wildcard
 
 
-def unescape(token: str) -> str:
-    data, i = bytearray(), 0
-    while i < len(token):
-        if token[i] == "_":
-            data.append(int(token[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            data.append(ord(token[i]))
-            i += 1
-    return data.decode("utf-8", "surrogatepass")
-
-
 @settings(max_examples=500, deadline=None)
 @given(st.text(st.characters(exclude_categories=()), min_size=1, max_size=256))
 def test_every_channel_name_maps_to_one_valid_subject_token_that_decodes_back(name: str) -> None:
@@ -97,7 +91,7 @@ def test_every_channel_name_maps_to_one_valid_subject_token_that_decodes_back(na
     assert subject.startswith("app.ws.")
     token = subject.removeprefix("app.ws.")
     assert TOKEN.fullmatch(token)
-    assert unescape(token) == name  # decodable, so distinct names never share a subject
+    assert unescape_token(token) == name  # decodable, so distinct names never share a subject
     assert len(subject) <= len("app.ws.") + 3 * len(name.encode("utf-8", "surrogatepass"))
 
 
