@@ -6,6 +6,8 @@ Systems (servers in ``bench/fanout_servers/``, each in its own uvicorn process(e
 - ``rooms-memory``: ``asgi_ws.Rooms("memory://")``, set up as docs/rooms.md says (lifespan, BackpressureMiddleware);
 - ``rooms-redis``: ``Rooms("redis://127.0.0.1:6379/0?prefix=<unique>")``, members split over 2 uvicorn
   processes, the publish made in one of them;
+- ``rooms-amqp``: the same on RabbitMQ, ``Rooms("amqp://guest:guest@127.0.0.1:5672/?exchange=<unique>")``
+  (run on request: ``--systems rooms-redis rooms-amqp`` compares the two brokers, rounds alternating);
 - ``socketio``: python-socketio room emit (members are raw Engine.IO v4 clients);
 - ``channels-memory`` / ``channels-redis`` / ``channels-pubsub``: Django Channels ``group_send`` on
   InMemoryChannelLayer / channels_redis RedisChannelLayer / RedisPubSubChannelLayer (one process);
@@ -63,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import ROOT, ServerProcess, cpu_seconds, free_port, median, table, uvicorn_process
 
 REDIS = "redis://127.0.0.1:6379/0"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 SYSTEMS = [
     "bare",
     "rooms-memory",
@@ -77,10 +80,11 @@ SYSTEMS = [
     "channels-layer-redis",
     "channels-layer-memory-nodb",
     "channels-layer-redis-nodb",
+    "rooms-amqp",
 ]
 DEFAULT_SYSTEMS = SYSTEMS[:7]  # the resumable-member and BrokerChannelLayer variants run on request (--systems)
 # Connected together, rounds alternate.
-PAIRED = ["bare", "rooms-memory", "rooms-redis", "rooms-resume-memory", "rooms-resume-redis"]
+PAIRED = ["bare", "rooms-memory", "rooms-redis", "rooms-resume-memory", "rooms-resume-redis", "rooms-amqp"]
 # BrokerChannelLayer systems run paired with the Rooms system on the same broker (taken out of PAIRED).
 LAYER_PAIRS = {"channels-layer-memory": "rooms-memory", "channels-layer-redis": "rooms-redis"}
 LABELS = {
@@ -97,6 +101,7 @@ LABELS = {
     "channels-layer-redis": "Channels group_send, asgi_ws BrokerChannelLayer redis:// (2 processes)",
     "channels-layer-memory-nodb": "same, BrokerChannelLayer memory://, consumers without aclose_old_connections",
     "channels-layer-redis-nodb": "same, BrokerChannelLayer redis:// (2 processes), without aclose_old_connections",
+    "rooms-amqp": "asgi_ws Rooms, amqp:// RabbitMQ (2 processes)",
 }
 
 
@@ -376,6 +381,9 @@ def server_specs(name: str, run_id: str) -> list[tuple[str, dict[str, str], list
     if name == "rooms-redis":
         env = {"FANOUT_REDIS_URL": f"{REDIS}?prefix=fanout-{run_id}:"}
         return [("bench.fanout_servers.rooms_redis:app", env, lifespan)] * 2
+    if name == "rooms-amqp":
+        env = {"FANOUT_AMQP_URL": f"{AMQP}?exchange=fanout-{run_id}"}
+        return [("bench.fanout_servers.rooms_amqp:app", env, lifespan)] * 2
     if name == "socketio":
         return [("bench.fanout_servers.socketio_room:app", {}, [])]
     if name.startswith("rooms-resume"):
@@ -549,7 +557,18 @@ def run_group(names: list[str], n: int, ws: str, args: argparse.Namespace, count
             for key in client.scan_iter(match=f"fanout-{run_id}-*"):
                 client.delete(key)
             client.close()
+        if "rooms-amqp" in names:  # the exchange is durable
+            asyncio.run(_delete_exchange(f"fanout-{run_id}"))
     return systems
+
+
+async def _delete_exchange(name: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,6 +641,8 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
     targets = [
         ("rooms-memory", "bare", 0.9, "Rooms memory / bare loop"),
         ("rooms-redis", "bare", 0.7, "Rooms redis (2 procs) / bare loop"),
+        ("rooms-amqp", "bare", 0.7, "Rooms amqp (2 procs) / bare loop"),
+        ("rooms-amqp", "rooms-redis", 0.9, "Rooms amqp / Rooms redis (2 procs each)"),
         ("rooms-memory", "channels-redis", 10.0, "Rooms memory / channels_redis group_send"),
         ("rooms-redis", "channels-redis", 10.0, "Rooms redis / channels_redis group_send"),
         ("rooms-memory", "socketio", 5.0, "Rooms memory / python-socketio room emit"),
@@ -667,7 +688,7 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
 
 def versions() -> str:
     names = ["uvicorn", "starlette", "websockets", "wsproto", "picows", "python-socketio", "python-engineio",
-             "channels", "channels-redis", "django", "redis"]  # fmt: skip
+             "channels", "channels-redis", "django", "redis", "aio-pika"]  # fmt: skip
     found = []
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -721,6 +742,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         "channels-layer-redis": "Channels\nBrokerChannelLayer\nredis:// (2 procs)",
         "channels-layer-memory-nodb": "BrokerChannelLayer\nmemory://, no\nclose_old_connections",
         "channels-layer-redis-nodb": "BrokerChannelLayer\nredis://, no\nclose_old_connections",
+        "rooms-amqp": "asgi_ws Rooms\namqp:// (2 procs)",
     }
     ax.set_xticklabels([short[s] for s in names], fontsize=8)
     ax.set_ylabel("deliveries / s (N / median time to last member), log scale")
