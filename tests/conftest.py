@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,32 @@ def _fresh_repeated_logs() -> Iterator[None]:
     reset_all()
     yield
     reset_all()
+
+
+_LOGGER_STATE = ("level", "propagate", "disabled")
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """Undo what a test's server did to logging: uvicorn's dictConfig (``log_config=...``)
+    replaces handlers and sets ``propagate=False`` on ``asgi_ws`` and ``uvicorn.*`` for the
+    rest of the process, and a handler bound to a closed capture stream breaks later tests."""
+    root = logging.getLogger()
+    names = [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in ("asgi_ws", "uvicorn")]
+    loggers = [root, *(logging.getLogger(n) for n in names)]
+    saved = [(lg, [getattr(lg, a) for a in _LOGGER_STATE], list(lg.handlers), list(lg.filters)) for lg in loggers]
+    yield
+    for lg, values, handlers, filters in saved:
+        for attribute, value in zip(_LOGGER_STATE, values, strict=True):
+            setattr(lg, attribute, value)
+        lg.handlers[:] = handlers
+        lg.filters[:] = filters
+    for name in list(logging.Logger.manager.loggerDict):  # loggers the test created: back to defaults
+        if name.split(".")[0] in ("asgi_ws", "uvicorn") and name not in names:
+            lg = logging.getLogger(name)
+            lg.handlers.clear()
+            lg.propagate, lg.disabled = True, False
+            lg.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(params=WS_IMPLS)

@@ -168,7 +168,9 @@ async def test_retried_codes_reconnect() -> None:
         async with connect(server.ws_url(), backoff=FAST, on_event=events.append):
             await until(lambda: len(log) >= 3)
     assert kinds(events)[:4] == ["connected", "disconnected", "reconnecting", "connected"]
-    assert all(e.code == 4408 for e in events if e.kind == "disconnected")
+    # The server closed the first two connections with 4408; the last one may end any way
+    # while the client is closed mid-handshake (1006 under load).
+    assert [e.code for e in events if e.kind == "disconnected"][:2] == [4408, 4408]
 
 
 async def test_4401_reconnects_with_a_fresh_ticket() -> None:
