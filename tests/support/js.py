@@ -30,7 +30,8 @@ def run(*cmd: str, cwd: Path = PACKAGE, timeout: float = COMMAND_TIMEOUT) -> str
     try:
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{' '.join(cmd)} did not finish within {timeout} s:\n{exc.stdout}\n{exc.stderr}") from None
+        command = " ".join(cmd)
+        raise AssertionError(f"{command} did not finish within {timeout} s:\n{exc.stdout}\n{exc.stderr}") from None
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} (in {cwd}) exited with {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done.stdout
