@@ -2,7 +2,8 @@
 
 It speaks the control protocol (``docs/protocol.md``) like the browser client
 ``asgi-ws.js``: hello/welcome, heartbeat, reconnection with full-jitter backoff, session
-resumption, pub/sub subscriptions restored after a reconnection. Guide: ``docs/client.md``.
+resumption, pub/sub subscriptions restored after a reconnection, a list of URLs (the servers
+of a cluster) tried in turn. Guide: ``docs/client.md``.
 
     async with connect("wss://example.com/ws") as client:
         await client.subscribe("news")
@@ -13,8 +14,6 @@ Needs ``websockets>=13`` (``asgi_ws`` itself imports neither this package nor we
 """
 
 from .client import Client as Client
-from .client import Data as Data
-from .client import TicketSource as TicketSource
 from .client import connect as connect
 from .events import Event as Event
 from .events import EventKind as EventKind
@@ -27,6 +26,10 @@ from .exceptions import RequestInterrupted as RequestInterrupted
 from .exceptions import RequestRefused as RequestRefused
 from .exceptions import SendBufferFull as SendBufferFull
 from .exceptions import ServerClosed as ServerClosed
+from .inbox import Data as Data
+from .options import ClientOptions as ClientOptions
+from .options import TicketSource as TicketSource
+from .options import UrlSource as UrlSource
 from .policy import STOP_CODES as STOP_CODES
 from .policy import Backoff as Backoff
 from .policy import close_action as close_action
@@ -39,6 +42,7 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "ClientGaveUp",
+    "ClientOptions",
     "Data",
     "Event",
     "EventKind",
@@ -49,6 +53,7 @@ __all__ = [
     "SendBufferFull",
     "ServerClosed",
     "TicketSource",
+    "UrlSource",
     "close_action",
     "connect",
     "refusal_action",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -99,4 +99,39 @@ class EventStream:
         return self._items.popleft()
 
 
-__all__ = ["Event", "EventKind", "EventStream"]
+class Emitter:
+    """Hands each event to the ``on_event`` callback and to every open :class:`EventStream`."""
+
+    def __init__(self, on_event: Callable[[Event], object] | None = None) -> None:
+        self._on_event = on_event
+        self._streams: list[EventStream] = []
+        self._ended = False
+
+    def stream(self, maxlen: int) -> EventStream:
+        """A new stream of the events from now on (ended at once when the emitter ended)."""
+        stream = EventStream(maxlen)
+        if self._ended:
+            stream.end()
+        else:
+            self._streams.append(stream)
+        return stream
+
+    def emit(self, kind: EventKind, **fields: Any) -> None:
+        event = Event(kind, **fields)
+        for stream in self._streams:
+            stream.push(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("asgi_ws client: the on_event callback failed on %s", kind)
+
+    def end(self) -> None:
+        """No event comes any more: every stream ends once read."""
+        self._ended = True
+        for stream in self._streams:
+            stream.end()
+        self._streams.clear()
+
+
+__all__ = ["Emitter", "Event", "EventKind", "EventStream"]

@@ -87,9 +87,9 @@ def recording(app: ASGIApp, inbound: list[dict[str, Any]]) -> ASGIApp:
 
 def drop(client: Client) -> None:
     """Cut the client's TCP connection without a close frame, as a network failure would."""
-    ws = client._ws
-    assert ws is not None
-    ws.transport.abort()
+    link = client._link
+    assert link is not None
+    link.ws.transport.abort()
 
 
 def of(events: list[Event], kind: str) -> list[Event]:

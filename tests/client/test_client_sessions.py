@@ -45,8 +45,9 @@ async def test_the_heartbeat_stays_armed_after_a_ping_that_failed_to_send() -> N
     async with serve(app) as server:
         async with connect(server.ws_url(), backoff=FAST) as client:
             await until(lambda: "heartbeat" in client.features)  # the server's welcome arms the client's heartbeat
-            ws = client._ws
-            assert ws is not None
+            link = client._link
+            assert link is not None
+            ws = link.ws
             send, failed = ws.send, []
 
             async def send_failing_once(message: Any, *args: Any) -> None:
@@ -59,4 +60,4 @@ async def test_the_heartbeat_stays_armed_after_a_ping_that_failed_to_send() -> N
             await until(lambda: bool(failed))
             await until(lambda: any(m["$ws"] == "ping" for m in inbound))  # the next ping went out
             await until(lambda: client.rtt is not None)  # and was answered, on the same connection
-            assert client._ws is ws
+            assert client._link is link
