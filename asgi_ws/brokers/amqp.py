@@ -140,7 +140,7 @@ class AmqpBroker(Broker):
         if any(key == "history" for key, _ in query):
             raise ConfigurationError(
                 f"the AMQP broker keeps no history ({self.safe_url}): room history for session resumption "
-                "is kept by memory:// and redis:// with ?history=N"
+                "is kept by memory://, redis://, postgres:// and nats:// with ?history=N"
             )
         own = {key: value for key, value in query if key in own_names}
         rest = [(key, value) for key, value in query if key not in own_names]

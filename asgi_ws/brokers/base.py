@@ -19,11 +19,13 @@ The contract every broker meets, checked by ``tests/brokers/conformance.py``:
   lost (pub/sub backends keep nothing), which is why the loss window is reported.
 - ``close()`` is idempotent; using the broker afterwards raises ``BrokerClosed``.
 
-Brokers that can keep **history** (``memory://`` and ``redis://`` with ``?history=N``) give
-every message a *position* in its channel: ``publish`` returns it, ``deliver`` receives it as a
-third argument, and :meth:`Broker.history` returns what a channel carried after a position. Every
-process sees a channel's messages in position order. Session resumption uses it to fill in
-room messages published while a client was away.
+Brokers that can keep **history** (``memory://``, ``redis://``, ``postgres://`` and ``nats://``
+with ``?history=N``) give every message a *position* in its channel: ``publish`` returns it,
+``deliver`` receives it as a third argument, and :meth:`Broker.history` returns what a channel
+carried after a position. Positions are consecutive in a channel (``"<epoch>-<n>"``, see
+:mod:`asgi_ws.brokers.history`), every process sees a channel's messages in position order, and
+``history`` returns all that followed a position or None, never a part. Session resumption
+numbers room messages from it instead of storing them per member.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ class Broker(abc.ABC):
         raise self._no_history()
 
     def _no_history(self) -> BrokerError:
-        return BrokerError(f"the broker {self.safe_url} keeps no history (memory:// and redis:// do, with ?history=N)")
+        kept_by = "memory://, redis://, postgres:// and nats:// do, with ?history=N"
+        return BrokerError(f"the broker {self.safe_url} keeps no history ({kept_by})")
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None: ...

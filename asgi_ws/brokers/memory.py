@@ -2,16 +2,30 @@
 
 Delivery is synchronous (``publish`` calls ``deliver`` before returning): with one process
 there is nobody else to reach, so no queue, no task, no copy. ``memory://?history=N`` keeps
-the last N messages of each channel for session resumption.
+the last N messages of each channel, with positions (:mod:`asgi_ws.brokers.history`).
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import BrokerClosed, ConfigurationError
 from .base import START, Broker, Deliver, OnEvent, check_channel, position_key
+from .history import after_history, position
+
+
+class _Kept:
+    """A channel's history: its epoch, the number of its newest message, the messages kept."""
+
+    __slots__ = ("entries", "epoch", "number")
+
+    def __init__(self, epoch: int, size: int) -> None:
+        self.epoch = epoch
+        self.number = 0
+        self.entries: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=size)
 
 
 class MemoryBroker(Broker):
@@ -35,8 +49,7 @@ class MemoryBroker(Broker):
         self._deliver: Deliver | None = None
         self._channels: set[str] = set()
         self._closed = False
-        # channel -> (number of the newest message, the kept (position, payload) pairs)
-        self._history: dict[str, tuple[int, collections.deque[tuple[str, bytes]]]] = {}
+        self._history: dict[str, _Kept] = {}
 
     async def connect(self, deliver: Deliver, on_event: OnEvent | None = None) -> None:
         if self._closed:
@@ -61,32 +74,36 @@ class MemoryBroker(Broker):
             if channel in self._channels:
                 deliver(channel, payload)
             return None
-        number, kept = self._history.get(channel) or (0, collections.deque(maxlen=self.history_size))
-        position = f"0-{number + 1}"
-        kept.append((position, payload))
-        self._history[channel] = (number + 1, kept)
+        kept = self._history.get(channel)
+        if kept is None:  # the channel's history starts: its epoch is now, in milliseconds
+            kept = self._history[channel] = _Kept(int(time.time() * 1000), self.history_size)
+        kept.number += 1
+        at = position(kept.epoch, kept.number)
+        kept.entries.append((at, payload))
         if channel in self._channels:
-            deliver(channel, payload, position)
-        return position
+            deliver(channel, payload, at)
+        return at
 
     async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
         if not self.history_size:
             return await super().history(channel, after)
         self._check()
-        _, kept = self._history.get(channel) or (0, collections.deque())
-        after_number = position_key(after)[1]
-        if not kept:
+        kept = self._history.get(channel)
+        if kept is None:
             return []
-        oldest = position_key(kept[0][0])[1]
-        if after_number < oldest - 1:
-            return None  # messages after `after` were trimmed
-        return [entry for entry in kept if position_key(entry[0])[1] > after_number]
+        entries = kept.entries
+        if not entries:
+            return []
+        epoch, first = position_key(entries[0][0])
+        after_epoch, after_number = position_key(after)
+        start = 0 if after_epoch < epoch else max(0, after_number + 1 - first)  # positions are consecutive
+        return after_history(after, entries[0][0], list(itertools.islice(entries, start, None)))
 
     async def last_position(self, channel: str) -> str:
         if not self.history_size:
             return await super().last_position(channel)
-        number = self._history.get(channel, (0, None))[0]
-        return f"0-{number}" if number else START
+        kept = self._history.get(channel)
+        return position(kept.epoch, kept.number) if kept is not None else START
 
     async def subscribe(self, channel: str) -> None:
         self._check()

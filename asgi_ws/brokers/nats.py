@@ -1,7 +1,19 @@
 """``nats://`` and ``tls://``: NATS core pub/sub through nats-py, for processes on any number of hosts.
 
 NATS core is at-most-once and keeps nothing, as Redis pub/sub: that is what the broker contract
-asks for (an outage's loss window is reported, not hidden). JetStream is not used.
+asks for (an outage's loss window is reported, not hidden). JetStream is used for history only.
+
+**History** (``?history=N&history_ttl=3600``, a server with JetStream): each channel gets a
+JetStream stream of its own, capturing its subject, limited to N messages and to
+``history_ttl`` seconds of age, which republishes every stored message (RePublish) on
+``<prefix>._h.<token>`` with its stream sequence in a header. Publishing is a JetStream
+publish (acknowledged once stored); subscribers listen to the republished subject, so a
+message is delivered only after it is kept, in the stream's order. One stream per channel
+makes the sequence numbers consecutive in a channel, which is what positions are
+(:mod:`asgi_ws.brokers.history`); the stream's name ends with the time it was created, in
+milliseconds: the epoch. The first publish to a channel creates its stream (a race between
+processes is harmless: the loser finds the winner's). History is read with a short-lived pull
+consumer. A message over the server's ``max_payload`` cannot be kept (``ValueError``).
 
 Each channel is one subject, ``<prefix>.<escaped name>`` (:func:`channel_subject`), and one
 nats-py subscription. nats-py feeds each subscription's callback from a bounded pending queue in
@@ -14,6 +26,8 @@ header and joined again on receipt (:class:`Reassembler`). URLs, limits and tuni
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import inspect
 import itertools
 import logging
@@ -31,10 +45,21 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.errors import OutboundBufferLimitError, SlowConsumerError, StaleConnectionError, UnexpectedEOF
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RePublish,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError
 
 from .._repeated import RepeatedLog
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
-from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, redact_url
+from .base import START, Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, position_key, redact_url
+from .history import after_history, position
 
 if TYPE_CHECKING:
     from nats.aio.client import Server
@@ -55,7 +80,10 @@ _DEFAULTS = {  # URL query options: see docs/brokers/nats.md
     "pending_bytes": 64 * 1024 * 1024,
     "outbound_buffer": 2 * 1024 * 1024,
     "max_message": 16 * 1024 * 1024,
+    "history": 0,
 }
+_HISTORY_OPTIONS = {"history_ttl", "history_storage"}
+_REPUBLISHED = "_h"  # <prefix>._h.<token>: a subject of three tokens, never a channel's
 _OWN_OPTIONS = {"servers", "allow_reconnect", "max_reconnect_attempts", "reconnect_time_wait", "pending_size"}
 _OWN_OPTIONS |= {"error_cb", "disconnected_cb", "reconnected_cb", "closed_cb", "reconnect_to_server_handler"}
 # Newer nats-py (2.16 has it) lets a handler choose the delay before each reconnection attempt (backoff with jitter).
@@ -159,7 +187,7 @@ class NatsBroker(Broker):
             raise ConfigurationError(f"a NATS URL is nats://host[:port][,host...] or tls://..., not {self.safe_url!r}")
         self.servers = [f"{parts.scheme.lower()}://{host}" for host in hosts.split(",")]
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = sorted(options.keys() - _DEFAULTS.keys() - {"prefix"})
+        unknown = sorted(options.keys() - _DEFAULTS.keys() - _HISTORY_OPTIONS - {"prefix"})
         if unknown:
             raise ConfigurationError(f"unknown NATS broker URL option(s) {unknown}: see docs/brokers/nats.md")
         reserved = sorted(nats_options.keys() & _OWN_OPTIONS)
@@ -169,9 +197,21 @@ class NatsBroker(Broker):
         if not _PREFIX.fullmatch(self.prefix) or len(self.prefix) > 128:
             raise ConfigurationError(f"prefix={self.prefix!r}: use dot-separated tokens of A-Z a-z 0-9 _ -")
         limits = {name: options.get(name, str(default)) for name, default in _DEFAULTS.items()}
-        if not all(value.isdigit() and int(value) > 0 for value in limits.values()):
+        if not all(value.isdigit() and (int(value) > 0 or name == "history") for name, value in limits.items()):
             raise ConfigurationError(f"{', '.join(_DEFAULTS)} are positive integers (bytes or messages)")
-        self.pending_msgs, self.pending_bytes, self.outbound_buffer, self.max_message = map(int, limits.values())
+        self.pending_msgs, self.pending_bytes, self.outbound_buffer, self.max_message, self.history_size = map(
+            int, limits.values()
+        )
+        try:
+            self.history_ttl = float(options.get("history_ttl", "3600"))
+            if not self.history_ttl > 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigurationError("history_ttl is a number of seconds > 0") from None
+        self.history_storage = options.get("history_storage", "file")
+        if self.history_storage not in ("file", "memory"):
+            raise ConfigurationError("history_storage is file or memory")
+        self._streams: dict[str, str] = {}  # channel -> the name of its history stream
         self._options: dict[str, Any] = {"name": f"asgi_ws pid {os.getpid()}", "connect_timeout": 2}
         self._options |= {"ping_interval": 10, "max_outstanding_pings": 2, **nats_options}
         if userinfo:
@@ -251,8 +291,9 @@ class NatsBroker(Broker):
             raise BrokerClosed("the broker is closed" if self._closed else "the broker is not connected")
         return self._nc
 
-    async def publish(self, channel: str, payload: bytes) -> None:
+    async def publish(self, channel: str, payload: bytes) -> str | None:
         """Publish ``payload``; above the server's ``max_payload`` it is sent in chunks, in order.
+        With history, keep it in the channel's stream and return its position.
 
         During an outage the message waits in nats-py's outbound buffer and is sent on reconnection.
 
@@ -265,10 +306,12 @@ class NatsBroker(Broker):
         nc = self._check()
         check_channel(channel)
         subject = channel_subject(self.prefix, channel)
+        if self.history_size:
+            return await self._publish_kept(nc, channel, subject, payload)
         try:
             if len(payload) <= nc.max_payload:
                 await nc.publish(subject, payload)
-                return
+                return None
             if len(payload) > self.max_message:
                 raise ValueError(f"{len(payload)} bytes is over max_message={self.max_message} bytes")
             step = nc.max_payload - _HEADER_ROOM
@@ -282,6 +325,130 @@ class NatsBroker(Broker):
             ) from exc
         except NatsError as exc:
             raise BrokerError(f"cannot publish to NATS at {self.safe_url}: {self._describe(exc)}") from exc
+        return None
+
+    # -- history (JetStream) ------------------------------------------------------------------
+
+    def _stream_config(self, channel: str, subject: str, name: str) -> StreamConfig:
+        return StreamConfig(
+            name=name,
+            subjects=[subject],
+            max_msgs=self.history_size,
+            max_age=self.history_ttl,
+            storage=StorageType.FILE if self.history_storage == "file" else StorageType.MEMORY,
+            discard=DiscardPolicy.OLD,
+            republish=RePublish(src=subject, dest=self._republished(channel)),
+            allow_direct=True,
+        )
+
+    def _republished(self, channel: str) -> str:
+        return f"{self.prefix}.{_REPUBLISHED}.{channel_subject(self.prefix, channel)[len(self.prefix) + 1 :]}"
+
+    async def _publish_kept(self, nc: Client, channel: str, subject: str, payload: bytes) -> str:
+        if len(payload) > nc.max_payload:
+            raise ValueError(
+                f"{len(payload)} bytes is over the NATS server's max_payload: a kept message is one message"
+            )
+        js = nc.jetstream()
+        try:
+            for attempt in range(3):
+                try:
+                    ack = await js.publish(subject, payload)
+                    break
+                except NoStreamResponseError:  # the channel's first message: create its stream
+                    if attempt == 2:
+                        raise
+                    await self._create_stream(js, channel, subject)
+        except (NatsError, asyncio.TimeoutError) as exc:
+            raise BrokerError(f"cannot publish to NATS at {self.safe_url}: {self._describe(exc)}") from exc
+        self._streams[channel] = ack.stream
+        return position(_epoch_of(ack.stream), ack.seq)
+
+    async def _create_stream(self, js: Any, channel: str, subject: str) -> None:
+        digest = hashlib.sha256(channel.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        name = f"{self.prefix.replace('.', '_')}_{digest}_{int(time.time() * 1000)}"
+        try:
+            await js.add_stream(self._stream_config(channel, subject, name))
+        except BadRequestError as exc:  # another process created it first (the subject is taken)
+            logger.debug("NATS stream %s not created: %s", name, exc)
+
+    async def _stream_of(self, js: Any, channel: str) -> Any:
+        """The StreamInfo of ``channel``'s history stream, or None if it has none."""
+        subject = channel_subject(self.prefix, channel)
+        name = self._streams.get(channel)
+        try:
+            if name is None:
+                name = await js.find_stream_name_by_subject(subject)
+            return await js.stream_info(name)
+        except NotFoundError:
+            if channel in self._streams:  # deleted since: look it up again
+                del self._streams[channel]
+                return await self._stream_of(js, channel)
+            return None
+
+    async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
+        """What ``channel``'s stream kept after ``after`` (:func:`asgi_ws.brokers.history.after_history`).
+
+        Raises:
+            BrokerError: no history configured, or NATS unreachable.
+        """
+        if not self.history_size:
+            return await super().history(channel, after)
+        nc = self._check()
+        js = nc.jetstream()
+        try:
+            info = await self._stream_of(js, channel)
+            if info is None:
+                return []
+            epoch = _epoch_of(info.config.name)
+            state = info.state
+            after_epoch, after_number = position_key(after)
+            start = 1 if after_epoch < epoch else after_number + 1
+            entries: list[tuple[str, bytes]] = []
+            if after_epoch <= epoch and state.messages and start <= state.last_seq:
+                entries = await self._read(js, info.config.name, channel, max(start, state.first_seq), state.last_seq)
+        except (NatsError, asyncio.TimeoutError) as exc:
+            raise BrokerError(f"cannot read history from NATS at {self.safe_url}: {self._describe(exc)}") from exc
+        oldest = position(epoch, state.first_seq) if state.messages else None
+        return after_history(after, oldest, entries, last=position(epoch, state.last_seq))
+
+    async def _read(self, js: Any, stream: str, channel: str, first: int, last: int) -> list[tuple[str, bytes]]:
+        """Messages ``first`` to ``last`` of a stream, with a pull consumer of their own."""
+        epoch = _epoch_of(stream)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=first,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,
+            mem_storage=True,
+        )
+        consumer = await js.pull_subscribe(channel_subject(self.prefix, channel), stream=stream, config=config)
+        entries: list[tuple[str, bytes]] = []
+        try:
+            while not entries or position_key(entries[-1][0])[1] < last:
+                try:
+                    batch = await consumer.fetch(min(last - first + 1 - len(entries), 1000), timeout=2.0)
+                except asyncio.TimeoutError:
+                    break  # trimmed meanwhile: what was read is checked as a whole
+                for msg in batch:
+                    entries.append((position(epoch, msg.metadata.sequence.stream), msg.data))
+        finally:
+            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                await consumer.unsubscribe()
+                await js.delete_consumer(stream, consumer._consumer)
+        return entries
+
+    async def last_position(self, channel: str) -> str:
+        if not self.history_size:
+            return await super().last_position(channel)
+        nc = self._check()
+        try:
+            info = await self._stream_of(nc.jetstream(), channel)
+        except (NatsError, asyncio.TimeoutError) as exc:
+            raise BrokerError(f"cannot read history from NATS at {self.safe_url}: {self._describe(exc)}") from exc
+        if info is None or not info.state.last_seq:
+            return START
+        return position(_epoch_of(info.config.name), info.state.last_seq)
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe to ``channel``; idempotent."""
@@ -291,6 +458,8 @@ class NatsBroker(Broker):
             return
         self._subs[channel] = None  # nats-py queues the SUB before its first await: later PUBs follow it
         subject, on_message = channel_subject(self.prefix, channel), self._handler(channel)
+        if self.history_size:
+            subject = self._republished(channel)
         # nats-py drops a message that takes a subscription's pending bytes to the limit: keep it above max_payload.
         max_bytes = max(self.pending_bytes, 2 * nc.max_payload)
         try:
@@ -326,9 +495,24 @@ class NatsBroker(Broker):
         deliver = self._deliver
         assert deliver is not None, "subscribe() is only possible after connect()"
         reassembler = self._reassembler
+        history = bool(self.history_size)
 
         async def on_message(msg: Msg) -> None:
             payload: bytes | None = msg.data
+            if history:  # republished from the channel's stream
+                headers = msg.headers or {}
+                try:
+                    at = position(_epoch_of(headers["Nats-Stream"]), int(headers["Nats-Sequence"]))
+                except (KeyError, ValueError):
+                    _repeated.warning(
+                        "NATS message on %r without its stream position: dropped", channel, key="position"
+                    )
+                    return
+                try:
+                    deliver(channel, msg.data, at)
+                except Exception:
+                    logger.exception("deliver() failed for a NATS message on channel %r", channel)
+                return
             if msg.headers and CHUNK_HEADER in msg.headers:
                 try:
                     payload = reassembler.add(msg.headers[CHUNK_HEADER], msg.data)
@@ -388,6 +572,12 @@ class NatsBroker(Broker):
         if not self._closed and self._nc is not None:  # nats-py gave up (a fatal -ERR from the server)
             logger.error("NATS closed the connection to %s for good (%s)", self.safe_url, self._last_error)
             await self._on_disconnected()
+
+
+def _epoch_of(stream: str) -> int:
+    """The epoch of a history stream: its name ends with its creation time in milliseconds."""
+    tail = stream.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 __all__ = ["CHUNK_HEADER", "NatsBroker", "Reassembler", "channel_subject"]

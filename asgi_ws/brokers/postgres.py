@@ -16,6 +16,16 @@ has can be its broker.
 - **Order.** An inline message is delivered from asyncpg's callback directly (no task, no
   queue), unless an earlier large message is still being fetched: then it waits behind it in
   a bounded queue that one task drains, fetching consecutive references in one query.
+- **History** (``?history=N&history_ttl=3600``). Each channel's messages are rows of the table
+  ``<prefix>history`` (channel, position, body, time), numbered by a counter row of
+  ``<prefix>channels`` (its epoch, its last number): one statement bumps the counter, inserts
+  the row, deletes the rows past the last N and NOTIFYs with the position in front, so the
+  message is kept in the same transaction that announces it. The counter's row lock orders the
+  commits of one channel, and PostgreSQL delivers notifications in commit order: every listener
+  sees a channel's positions in order. Rows older than ``history_ttl`` seconds are deleted by
+  publishers (at most every ``history_ttl / 4`` seconds); a channel quiet for twice as long loses
+  its counter too, and its next message starts a new epoch. A body too large for a
+  notification is read back from the history table by position.
 - **Outages.** asyncpg's termination callback and a ``SELECT 1`` every ``keepalive`` seconds
   watch the LISTEN connection (a peer that vanished silently, encode/broadcaster#66, fails
   the keepalive within ``timeout``). The broker reconnects with full-jitter backoff, LISTENs
@@ -43,7 +53,8 @@ import asyncpg  # type: ignore[import-untyped]
 
 from .._repeated import RepeatedLog
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
-from .base import Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel
+from .base import START, Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, position_key
+from .history import after_history, position
 
 logger = logging.getLogger("asgi_ws.brokers.postgres")
 #: Lines a notification can cause, each time: at once, then at most one a minute with a count.
@@ -58,6 +69,7 @@ _FAILURES: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
 )
 _FETCH_BATCH = 100  # large messages fetched per query
+_POSITION_ROOM = 48  # bytes of a notification taken by "p<epoch>-<n> " in front of a kept message
 
 
 def channel_ident(prefix: str, channel: str) -> str:
@@ -89,12 +101,25 @@ def encode_inline(channel: str, payload: bytes, limit: int, utf8: bool = True) -
     return f"b{base64.b64encode(name).decode()}:{base64.b64encode(payload).decode()}"
 
 
-def decode_notification(text: str) -> tuple[str, bytes] | int:
-    """``(channel, payload)`` of an inline notification, or the row id of a reference.
+def decode_notification(text: str) -> tuple[str, bytes] | tuple[str, bytes | None, str] | int:
+    """``(channel, payload)`` of an inline notification, or the row id of a reference; with
+    history, ``(channel, payload, position)``, the payload None when it is to be read from the
+    history table.
 
     Raises:
         ValueError: ``text`` is not in this broker's format.
     """
+    if text[:1] == "p":  # history: "p<epoch>-<n> " then the message, or "h<base64 channel>"
+        at, _, rest = text[1:].partition(" ")
+        epoch, _, number = at.partition("-")
+        if not (epoch.isdigit() and number.isdigit()):
+            raise ValueError("bad position")
+        if rest[:1] == "h":
+            return base64.b64decode(rest[1:], validate=True).decode("utf-8", "surrogatepass"), None, at
+        inline = decode_notification(rest)
+        if not isinstance(inline, tuple):
+            raise ValueError("a reference where a message was expected")
+        return inline[0], inline[1], at
     kind, rest = text[:1], text[1:]
     if kind == "t":
         length, _, rest = rest.partition(":")
@@ -154,6 +179,14 @@ class PostgresBroker(Broker):
         self.pool_size = int(_seconds(query, "pool_size", 4.0))
         if self.pool_size < 1:
             raise ConfigurationError("?pool_size= must be at least 1")
+        history = query.pop("history", "0")
+        if not history.isdigit():
+            raise ConfigurationError("?history= is a number of messages >= 0")
+        self.history_size = int(history)
+        self.history_ttl = _seconds(query, "history_ttl", 3600.0)
+        self.history_table = f'"{self.prefix}history"'
+        self.channels_table = f'"{self.prefix}channels"'
+        self._last_history_cleanup = 0.0
         self._dsn = urlunsplit(parts._replace(query=urlencode(query)))
         self.table = f'"{self.prefix}payloads"'
         self._deliver: Deliver | None = None
@@ -163,7 +196,7 @@ class PostgresBroker(Broker):
         self._lock = asyncio.Lock()  # one operation at a time on the LISTEN connection
         self._channels: set[str] = set()
         self._idents: dict[str, int] = {}  # LISTENed identifier -> number of channels mapped to it
-        self._pending: collections.deque[tuple[str, bytes] | int] = collections.deque()
+        self._pending: collections.deque[tuple[str, bytes] | tuple[str, bytes | None, str] | int] = collections.deque()
         self._drainer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -198,6 +231,15 @@ class PostgresBroker(Broker):
             await self._teardown()
             raise BrokerUnavailable(f"cannot connect to PostgreSQL at {self.safe_url}: {self._describe(exc)}") from exc
         self._limit, self._utf8 = limit, encoding == "UTF8"
+        if self.history_size:
+            try:
+                async with self._pool.acquire(timeout=self.timeout) as pooled:
+                    await self._create_history_tables(pooled)
+            except _FAILURES as exc:
+                await self._teardown()
+                raise BrokerUnavailable(
+                    f"cannot create the history tables on PostgreSQL at {self.safe_url}: {self._describe(exc)}"
+                ) from exc
         self._spawn(self._keepalive())
 
     async def close(self) -> None:
@@ -224,8 +266,9 @@ class PostgresBroker(Broker):
             except _FAILURES:
                 pool.terminate()
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        """Send ``payload`` to the subscribers of ``channel`` of every broker on this database.
+    async def publish(self, channel: str, payload: bytes) -> str | None:
+        """Send ``payload`` to the subscribers of ``channel`` of every broker on this database;
+        with history, keep it and return its position.
 
         Raises:
             ValueError: ``channel`` is not a valid name.
@@ -236,6 +279,8 @@ class PostgresBroker(Broker):
         pool = self._check()
         check_channel(channel)
         ident = channel_ident(self.prefix, channel)
+        if self.history_size:
+            return await self._publish_kept(pool, ident, channel, payload)
         text = encode_inline(channel, payload, self._limit, self._utf8)
         try:
             async with pool.acquire(timeout=self.timeout) as conn:
@@ -245,6 +290,7 @@ class PostgresBroker(Broker):
                     await self._publish_large(conn, ident, channel.encode("utf-8", "surrogatepass"), payload)
         except _FAILURES as exc:
             raise BrokerError(f"could not publish to PostgreSQL at {self.safe_url}: {self._describe(exc)}") from exc
+        return None
 
     async def _publish_large(self, conn: Any, ident: str, name: bytes, payload: bytes) -> None:
         insert = (
@@ -265,6 +311,127 @@ class PostgresBroker(Broker):
             self._last_cleanup = time.monotonic()
             cleanup = f"DELETE FROM {self.table} WHERE created_at < now() - make_interval(secs => $1)"
             await conn.execute(cleanup, self.retention, timeout=self.timeout)
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def _create_history_tables(self, conn: Any) -> None:
+        with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+            await conn.execute(  # another process may be creating them at the same moment
+                f"CREATE TABLE IF NOT EXISTS {self.channels_table} (channel bytea PRIMARY KEY,"
+                " epoch bigint NOT NULL, last bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());"
+                f" CREATE TABLE IF NOT EXISTS {self.history_table} (channel bytea NOT NULL, pos bigint NOT NULL,"
+                " body bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (channel, pos));"
+                f' CREATE INDEX IF NOT EXISTS "{self.prefix}history_created_at" ON {self.history_table} (created_at)'
+            )
+
+    async def _publish_kept(self, pool: Any, ident: str, channel: str, payload: bytes) -> str:
+        """Number, keep and announce one message in one statement; return its position."""
+        name = channel.encode("utf-8", "surrogatepass")
+        inline = encode_inline(channel, payload, self._limit - _POSITION_ROOM, self._utf8)
+        if inline is None:  # too large for a notification: listeners read it from the table
+            inline = "h" + base64.b64encode(name).decode()
+        statement = (
+            f"WITH c AS (INSERT INTO {self.channels_table} AS c (channel, epoch, last)"
+            " VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, 1)"
+            " ON CONFLICT (channel) DO UPDATE SET last = c.last + 1, updated_at = now() RETURNING epoch, last),"
+            f" h AS (INSERT INTO {self.history_table} (channel, pos, body) SELECT $1, last, $2 FROM c),"
+            f" t AS (DELETE FROM {self.history_table} d USING c WHERE d.channel = $1 AND d.pos <= c.last - $3)"
+            " SELECT epoch, last, pg_notify($4, 'p' || epoch || '-' || last || ' ' || $5) FROM c"
+        )
+        try:
+            async with pool.acquire(timeout=self.timeout) as conn:
+                args = (name, payload, self.history_size, ident, inline)
+                row = await conn.fetchrow(statement, *args, timeout=self.timeout)
+                if time.monotonic() - self._last_history_cleanup >= self.history_ttl / 4:
+                    self._last_history_cleanup = time.monotonic()
+                    await self._age_out(conn)
+        except asyncpg.UndefinedTableError:
+            async with pool.acquire(timeout=self.timeout) as conn:
+                await self._create_history_tables(conn)
+            return await self._publish_kept(pool, ident, channel, payload)
+        except _FAILURES as exc:
+            raise BrokerError(f"could not publish to PostgreSQL at {self.safe_url}: {self._describe(exc)}") from exc
+        return position(row[0], row[1])
+
+    async def _age_out(self, conn: Any) -> None:
+        """Delete the messages older than ``history_ttl``, and the counters of channels quiet
+        for twice as long (their next message starts a new epoch)."""
+        await conn.execute(
+            f"DELETE FROM {self.history_table} WHERE created_at < now() - make_interval(secs => $1)",
+            self.history_ttl,
+            timeout=self.timeout,
+        )
+        await conn.execute(
+            f"DELETE FROM {self.channels_table} c WHERE updated_at < now() - make_interval(secs => $1)"
+            f" AND NOT EXISTS (SELECT 1 FROM {self.history_table} h WHERE h.channel = c.channel)",
+            2 * self.history_ttl,
+            timeout=self.timeout,
+        )
+
+    async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
+        """The messages of ``channel`` after ``after`` (:func:`asgi_ws.brokers.history.after_history`),
+        read in one statement.
+
+        Raises:
+            BrokerError: no history configured, or PostgreSQL unreachable.
+        """
+        if not self.history_size:
+            return await super().history(channel, after)
+        pool = self._check()
+        after_epoch, after_number = position_key(after)
+        query = (
+            f"SELECT c.epoch, c.last, (SELECT min(pos) FROM {self.history_table} WHERE channel = $1), h.pos, h.body"
+            f" FROM {self.channels_table} c LEFT JOIN {self.history_table} h ON h.channel = c.channel"
+            " AND h.pos > CASE WHEN c.epoch = $2 THEN $3 ELSE 0 END WHERE c.channel = $1 ORDER BY h.pos"
+        )
+        name = channel.encode("utf-8", "surrogatepass")
+        try:
+            async with pool.acquire(timeout=self.timeout) as conn:
+                rows = await conn.fetch(query, name, after_epoch, after_number, timeout=self.timeout)
+        except _FAILURES as exc:
+            raise self._unreadable(exc) from exc
+        if not rows:
+            return []  # never published, or quiet for long enough that its counter was dropped
+        epoch, last, oldest = rows[0][0], rows[0][1], rows[0][2]
+        entries = [(position(epoch, row[3]), bytes(row[4])) for row in rows if row[3] is not None]
+        kept = position(epoch, oldest) if oldest is not None else None
+        return after_history(after, kept, entries, last=position(epoch, last))
+
+    async def last_position(self, channel: str) -> str:
+        if not self.history_size:
+            return await super().last_position(channel)
+        pool = self._check()
+        try:
+            async with pool.acquire(timeout=self.timeout) as conn:
+                row = await conn.fetchrow(
+                    f"SELECT epoch, last FROM {self.channels_table} WHERE channel = $1",
+                    channel.encode("utf-8", "surrogatepass"),
+                    timeout=self.timeout,
+                )
+        except _FAILURES as exc:
+            raise self._unreadable(exc) from exc
+        return position(row[0], row[1]) if row is not None else START
+
+    def _unreadable(self, exc: BaseException) -> BrokerError:
+        return BrokerError(f"could not read history from PostgreSQL at {self.safe_url}: {self._describe(exc)}")
+
+    async def _fetch_kept(self, channel: str, at: str) -> bytes | None:
+        """The body of the message at position ``at`` (too large for its notification)."""
+        epoch, number = position_key(at)
+        query = (
+            f"SELECT h.body FROM {self.history_table} h JOIN {self.channels_table} c ON c.channel = h.channel"
+            " WHERE h.channel = $1 AND h.pos = $2 AND c.epoch = $3"
+        )
+        try:
+            async with self._pool.acquire(timeout=self.timeout) as conn:
+                name = channel.encode("utf-8", "surrogatepass")
+                body = await conn.fetchval(query, name, number, epoch, timeout=self.timeout)
+        except _FAILURES as exc:
+            logger.warning("lost a large message of %r: fetching it failed: %s", channel, self._describe(exc))
+            return None
+        if body is None:
+            logger.warning("lost a large message of %r: no longer in %s (trimmed?)", channel, self.history_table)
+        return bytes(body) if body is not None else None
 
     async def subscribe(self, channel: str) -> None:
         """Receive ``channel``'s messages; idempotent. During an outage, LISTENs on reconnection."""
@@ -369,7 +536,7 @@ class PostgresBroker(Broker):
                 "ignored a notification on %s that asgi_ws did not send: %.60r", ident, text, key="foreign"
             )
             return
-        if not self._pending and not isinstance(message, int):
+        if not self._pending and isinstance(message, tuple) and len(message) == 3 and message[1] is not None:
             self._hand_over(*message)
         elif len(self._pending) >= self.max_pending:
             self.dropped += 1
@@ -381,15 +548,19 @@ class PostgresBroker(Broker):
             if self._drainer is None:
                 self._drainer = self._spawn(self._drain())
 
-    def _hand_over(self, channel: str, payload: bytes) -> None:
-        if channel in self._channels and self._deliver is not None:
+    def _hand_over(self, channel: str, payload: bytes | None, at: str | None = None) -> None:
+        if channel in self._channels and self._deliver is not None and payload is not None:
             try:
-                self._deliver(channel, payload)
+                if at is None:
+                    self._deliver(channel, payload)
+                else:
+                    self._deliver(channel, payload, at)
             except Exception:
                 logger.exception("deliver() failed for channel %r", channel)
 
     async def _drain(self) -> None:
-        # Deliver the waiting messages in order, fetching the large ones a batch at a time.
+        # Deliver the waiting messages in order, fetching the large ones a batch at a time
+        # (those of a history, whose body is None, from the history table, one by one).
         fetched: dict[int, tuple[str, bytes] | None] = {}
         try:
             while self._pending:
@@ -399,9 +570,14 @@ class PostgresBroker(Broker):
                     fetched = await self._fetch(list(itertools.islice(refs, _FETCH_BATCH)))
                     continue
                 self._pending.popleft()
-                message = fetched.pop(head) if isinstance(head, int) else head
-                if message is not None:
-                    self._hand_over(*message)
+                if isinstance(head, int):
+                    message = fetched.pop(head)
+                    if message is not None:
+                        self._hand_over(*message)
+                elif head[1] is None and head[2] is not None:
+                    self._hand_over(head[0], await self._fetch_kept(head[0], head[2]), head[2])
+                else:
+                    self._hand_over(*head)
         finally:
             self._drainer = None
 

@@ -48,8 +48,8 @@ from .base import (
     cancel_and_wait,
     check_channel,
     emit_event,
-    position_key,
 )
+from .history import after_history
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,28 @@ _OWN_OPTIONS = ("prefix", "sharded", "health_check_interval", "history", "histor
 
 # history=N: the message is added to a stream (the channel's own name, as a key) and published
 # with its stream id in front, in one script: every subscriber sees the ids in stream order.
+# The ids are the positions of asgi_ws.brokers.history, "<epoch>-<n>": a new stream takes the
+# server's time in milliseconds as its epoch and numbers from 1; later entries continue with
+# "<epoch>-*" (Redis 7: the next sequence number of that millisecond), so n is consecutive.
 _PUBLISH_KEPT = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', ARGV[1])
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id
+if #newest == 0 then
+  local now = redis.call('TIME')
+  id = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)) .. '-1'
+else
+  id = string.match(newest[1][1], '^(%d+)-') .. '-*'
+end
+id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], id, 'p', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call(ARGV[4], KEYS[1], id .. ' ' .. ARGV[1])
 return id
+"""
+# The oldest entry kept, and the entries after ARGV[1] (exclusive), read together.
+_HISTORY = """
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #oldest == 0 then return {} end
+return {oldest[1][1], redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
 """
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -170,7 +187,8 @@ class RedisBroker(Broker):
             raise BrokerError(self._scrub(f"could not publish to Redis at {self.safe_url}: {exc}")) from None
 
     async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
-        """Messages after ``after`` from the channel's stream; None if trimmed past it.
+        """Messages after ``after`` from the channel's stream; None if trimmed past it
+        (:func:`asgi_ws.brokers.history.after_history`).
 
         Raises:
             BrokerError: no history configured, or Redis unreachable.
@@ -178,35 +196,15 @@ class RedisBroker(Broker):
         if not self.history_size:
             return await super().history(channel, after)
         self._check()
-        key = self._key(channel)
         try:
             client: Any = self._client()  # redis-py's reply types are unions of everything
-            entries = await client.xrange(key, min=f"({after}", max="+")
-            if (entries or after != START) and await self._trimmed_past(client, key, after):
-                return None
+            reply = await client.eval(_HISTORY, 1, self._key(channel), after)
         except (RedisError, OSError) as exc:
             raise BrokerError(self._scrub(f"could not read history from Redis at {self.safe_url}: {exc}")) from None
-        return [(_text(entry_id), fields[b"p"]) for entry_id, fields in entries]
-
-    async def _trimmed_past(self, client: Any, key: bytes, after: str) -> bool:
-        """Did trimming remove messages that came after ``after``?
-
-        Trimming removes the oldest first, so while ``after`` itself is kept nothing after it
-        was removed. Once it is gone, messages between it and the oldest kept one may have
-        been: counted as a gap (only the rare "the next one is exactly the oldest kept" is
-        refused needlessly). No key at all: nothing was published for ``history_ttl``
-        seconds, so nothing after ``after`` can be missing.
-        """
-        if not await client.exists(key):
-            return False
-        if after == START:  # the channel was empty when the cursor was taken
-            info = await client.xinfo_stream(key)
-            added = info.get("entries-added", info.get(b"entries-added"))
-            return added is not None and int(added) > int(info.get("length", info.get(b"length", 0)))
-        if await client.xrange(key, min=after, max=after, count=1):
-            return False
-        oldest = await client.xrange(key, min="-", max="+", count=1)
-        return bool(oldest) and position_key(_text(oldest[0][0])) > position_key(after)
+        if not reply:  # no stream: nothing was published for history_ttl seconds, nothing is missing
+            return []
+        entries = [(_text(entry_id), _field(fields, b"p")) for entry_id, fields in reply[1]]
+        return after_history(after, _text(reply[0]), entries)
 
     async def last_position(self, channel: str) -> str:
         if not self.history_size:
@@ -307,7 +305,7 @@ class RedisBroker(Broker):
         """Sharded mode: find the node serving our hash slot (SPUBLISH answers MOVED elsewhere)."""
         for _ in range(5):
             try:
-                await self._publish(self._prefix, b"")  # no channel is named "": nobody receives it
+                await self._client().spublish(self._prefix, b"")  # no channel is named "": nobody receives it
                 return
             except MovedError as moved:
                 await self._move((moved.host, moved.port))
@@ -490,6 +488,11 @@ class RedisBroker(Broker):
 
     async def _ping(self, conn: AbstractConnection) -> None:
         await (await self._command(conn, (b"PING",)))
+
+
+def _field(fields: list[bytes], name: bytes) -> bytes:
+    """A field of a stream entry as a script returns it: a flat list of names and values."""
+    return fields[fields.index(name) + 1]
 
 
 def _text(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
@@ -16,6 +17,7 @@ import pytest
 
 from asgi_ws.brokers import Broker, BrokerEvent, broker_from_url
 from asgi_ws.brokers.base import START, position_key
+from asgi_ws.brokers.history import previous
 from asgi_ws.exceptions import BrokerClosed, BrokerUnavailable
 
 
@@ -249,26 +251,38 @@ async def check_restart_is_survived(server: object, inbox_timeout: float = 30.0)
 
 
 class HistoryConformance:
-    """What a broker with history (``?history=N``) adds; subclasses give ``history_url(size)``."""
+    """What a broker with history (``?history=N``) adds (asgi_ws/brokers/history.py: positions
+    ``"<epoch>-<n>"``, consecutive in a channel; ``history(channel, after)`` all that followed, or
+    None). Subclasses give ``history_url(size, ttl=None)``, ``ttl`` the age limit in seconds."""
+
+    #: The broker drops messages older than ``ttl`` one by one (PostgreSQL, NATS); False: the
+    #: whole history expires ``ttl`` seconds after the channel's last message (Redis), and the
+    #: next one starts a new epoch.
+    ages_each_message: ClassVar[bool] = True
+    #: The broker takes an age limit at all (memory:// keeps the last N, whatever their age).
+    has_age_limit: ClassVar[bool] = True
+    #: False for memory://: each instance is its own world.
+    shared_between_instances: ClassVar[bool] = True
 
     @pytest.fixture
-    def history_url(self) -> Callable[[int], str]:
+    def history_url(self) -> Callable[..., str]:
         raise NotImplementedError
 
-    async def test_positions_grow_and_come_with_each_delivery(self, history_url: Callable[[int], str]) -> None:
+    async def test_positions_are_consecutive_and_come_with_each_delivery(self, history_url: Callable[..., str]) -> None:
         async with connected(history_url(1000)) as (broker, inbox):
             assert broker.history_size == 1000
             assert await broker.last_position("h") == START
             await broker.subscribe("h")
             positions = [await broker.publish("h", f"m{i}".encode()) for i in range(5)]
             assert all(p is not None for p in positions)
-            keys = [position_key(p) for p in positions if p is not None]
-            assert keys == sorted(keys) and len(set(keys)) == 5
+            assert previous(positions[0]).endswith("-0")  # type: ignore[arg-type]  # the epoch's first
+            for before, after in itertools.pairwise(positions):
+                assert previous(after) == before  # type: ignore[arg-type]
             assert await inbox.wait_count("h", 5) == [f"m{i}".encode() for i in range(5)]
             assert inbox.positions["h"] == positions
             assert await broker.last_position("h") == positions[-1]
 
-    async def test_history_after_a_position_is_exactly_what_followed(self, history_url: Callable[[int], str]) -> None:
+    async def test_history_after_a_position_is_exactly_what_followed(self, history_url: Callable[..., str]) -> None:
         async with connected(history_url(1000)) as (broker, _):
             positions = [await broker.publish("h2", bytes([i]) * 3) for i in range(6)]
             assert await broker.history("h2", positions[1]) == [(positions[i], bytes([i]) * 3) for i in range(2, 6)]
@@ -276,13 +290,68 @@ class HistoryConformance:
             assert [p for p, _ in await broker.history("h2", START) or []] == positions
             assert await broker.history("never-published", START) == []
             assert await broker.history("never-published", "5-0") == []
+            epoch = position_key(positions[0])[0]
+            assert await broker.history("h2", f"{epoch + 10**9}-1") is None  # a history that is not this one
 
-    async def test_a_trimmed_history_says_so(self, history_url: Callable[[int], str]) -> None:
+    async def test_a_trimmed_history_says_so_and_is_never_partial(self, history_url: Callable[..., str]) -> None:
         async with connected(history_url(10)) as (broker, _):
-            first = await broker.publish("h3", b"first")
-            for i in range(500):  # Redis trims approximately, by whole nodes of 100 entries
-                await broker.publish("h3", str(i).encode())
-            assert first is not None
-            assert await broker.history("h3", first) is None
+            positions = [await broker.publish("h3", str(i).encode()) for i in range(500)]
+            assert None not in positions
+            # Redis trims approximately (whole nodes of 100 entries): at least the last 10 are kept.
+            assert await broker.history("h3", positions[0]) is None
             assert await broker.history("h3", START) is None
-            assert await broker.history("h3", await broker.last_position("h3")) == []
+            assert await broker.history("h3", positions[-1]) == []
+            kept = await broker.history("h3", positions[-11])
+            assert kept == [(p, str(i).encode()) for i, p in enumerate(positions) if i >= 490]
+            everything = [(p, str(i).encode()) for i, p in enumerate(positions)]
+            for index, after in enumerate(positions[:-11]):  # whatever is asked: all that followed, or None
+                got = await broker.history("h3", after)
+                assert got is None or got == everything[index + 1 :]
+
+    async def test_every_instance_sees_one_order_the_order_of_the_history(
+        self, history_url: Callable[..., str]
+    ) -> None:
+        if not self.shared_between_instances:
+            pytest.skip("each instance of this broker is its own world")
+        url = history_url(1000)
+        async with connected(url) as (one, inbox_one), connected(url) as (two, inbox_two):
+            for broker in (one, two):
+                await broker.subscribe("shared")
+            await asyncio.sleep(0.1)  # a subscription takes effect asynchronously on some backends
+            publishers = (("a", one), ("b", two))
+            await asyncio.gather(
+                *(broker.publish("shared", f"{name}{i}".encode()) for i in range(50) for name, broker in publishers)
+            )
+            for inbox in (inbox_one, inbox_two):
+                await inbox.wait_count("shared", 100)
+            history = await one.history("shared", START)
+            assert history is not None and len(history) == 100
+            for inbox in (inbox_one, inbox_two):
+                assert list(zip(inbox.positions["shared"], inbox.messages["shared"], strict=True)) == history
+            for before, after in itertools.pairwise(history):
+                assert previous(after[0]) == before[0]
+
+    async def test_messages_past_the_age_limit_are_dropped_and_said_so(self, history_url: Callable[..., str]) -> None:
+        if not self.has_age_limit:
+            pytest.skip("this broker keeps the last N messages, whatever their age")
+        async with connected(history_url(1000, 1.0)) as (broker, _):
+            old = await broker.publish("aging", b"old")
+            assert old is not None
+            await asyncio.sleep(1.5)
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:  # the backend drops aged messages on its own schedule
+                new = await broker.publish("aging", b"new")
+                assert new is not None
+                got = await broker.history("aging", START)
+                if got is None or [m for _, m in got] == [b"new"] * len(got):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, got
+                await asyncio.sleep(0.5)
+            if self.ages_each_message:
+                assert got is None  # what came after START is no longer all there
+                assert await broker.history("aging", new) == []
+                assert position_key(new)[0] == position_key(old)[0]  # the same history goes on
+            else:
+                assert got == [(new, b"new")]  # the history expired whole: a new epoch begins
+                assert position_key(new)[0] > position_key(old)[0]
+            assert b"old" not in [m for _, m in await broker.history("aging", old) or []]

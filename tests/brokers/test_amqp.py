@@ -150,7 +150,7 @@ def test_url_forms_and_options() -> None:
 async def test_no_history_is_said_plainly(fresh: Callable[..., str]) -> None:
     async with connected(fresh()) as (broker, _):
         assert broker.history_size == 0
-        with pytest.raises(BrokerError, match=r"keeps no history \(memory:// and redis:// do, with \?history=N\)"):
+        with pytest.raises(BrokerError, match=r"no history \(memory://, redis://, postgres:// and nats:// do"):
             await broker.history("room", "0-0")
         with pytest.raises(BrokerError, match="keeps no history"):
             await broker.last_position("room")

@@ -18,9 +18,12 @@ class TestMemoryBroker(BrokerConformance):
 
 
 class TestMemoryBrokerHistory(HistoryConformance):
+    has_age_limit = False
+    shared_between_instances = False
+
     @pytest.fixture
-    def history_url(self) -> Callable[[int], str]:
-        return lambda size: f"memory://?history={size}"
+    def history_url(self) -> Callable[..., str]:
+        return lambda size, ttl=None: f"memory://?history={size}"
 
 
 def test_history_options_are_checked() -> None:

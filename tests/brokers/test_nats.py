@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -25,6 +25,7 @@ from asgi_ws.brokers.nats import CHUNK_HEADER, NatsBroker, Reassembler, channel_
 from asgi_ws.exceptions import BrokerError, BrokerUnavailable, ConfigurationError
 from tests.brokers.conformance import (
     BrokerConformance,
+    HistoryConformance,
     check_restart_is_survived,
     check_unreachable,
     connected,
@@ -45,6 +46,37 @@ class TestNatsBroker(BrokerConformance):
     @pytest.fixture
     def broker_url(self, nats_url: str) -> str:
         return unique(nats_url)
+
+
+async def delete_streams(nats_url: str, prefix: str) -> None:
+    """Delete the JetStream streams of the history brokers under ``prefix`` (one per channel)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for name in await js.streams_info():
+            if name.config.name.startswith(prefix.replace(".", "_") + "_"):
+                await js.delete_stream(name.config.name)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def history_prefix(nats_url: str) -> AsyncIterator[str]:
+    prefix = f"asgi_ws_test.h{uuid.uuid4().hex[:12]}"
+    yield prefix
+    await delete_streams(nats_url, prefix)
+
+
+class TestNatsBrokerHistory(HistoryConformance):
+    """History on JetStream: a stream per channel, limits by count and age."""
+
+    @pytest.fixture
+    def history_url(self, nats_url: str, history_prefix: str) -> Callable[..., str]:
+        def url(size: int, ttl: float | None = None) -> str:
+            age = f"&history_ttl={ttl}" if ttl is not None else ""
+            return f"{nats_url}?prefix={history_prefix}&history={size}&history_storage=memory{age}"
+
+        return url
 
 
 class SmallPayloadNats(NatsServer):

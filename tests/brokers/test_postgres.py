@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -18,9 +18,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asgi_ws.brokers import broker_from_url
+from asgi_ws.brokers.base import START
 from asgi_ws.brokers.postgres import PostgresBroker, channel_ident, decode_notification, encode_inline
 from asgi_ws.exceptions import BrokerError, ConfigurationError
-from tests.brokers.conformance import BrokerConformance, check_restart_is_survived, check_unreachable, connected
+from tests.brokers.conformance import (
+    BrokerConformance,
+    HistoryConformance,
+    check_restart_is_survived,
+    check_unreachable,
+    connected,
+)
 from tests.support.own_servers import OwnServer, own_server
 from tests.support.procs import free_port
 
@@ -34,7 +41,8 @@ async def prefix(postgres_url: str) -> AsyncIterator[str]:
     yield prefix
     conn = await asyncpg.connect(postgres_url)
     try:
-        await conn.execute(f'DROP TABLE IF EXISTS "{prefix}payloads"')
+        for table in ("payloads", "history", "channels"):
+            await conn.execute(f'DROP TABLE IF EXISTS "{prefix}{table}"')
     finally:
         await conn.close()
 
@@ -46,6 +54,28 @@ def broker_url(postgres_url: str, prefix: str) -> str:
 
 class TestPostgresBroker(BrokerConformance):
     """The behaviour every broker has, with ``broker_url`` above."""
+
+
+class TestPostgresBrokerHistory(HistoryConformance):
+    """History in a table, trimmed by count and age."""
+
+    @pytest.fixture
+    def history_url(self, broker_url: str) -> Callable[..., str]:
+        def url(size: int, ttl: float | None = None) -> str:
+            return f"{broker_url}&history={size}" + (f"&history_ttl={ttl}" if ttl is not None else "")
+
+        return url
+
+
+async def test_a_kept_message_too_large_for_a_notification_is_read_from_the_history(broker_url: str) -> None:
+    big = bytes(range(256)) * 100  # 25,600 bytes: over the 8 kB of a notification
+    async with connected(f"{broker_url}&history=10") as (broker, inbox):
+        await broker.subscribe("big")
+        first = await broker.publish("big", b"small")
+        second = await broker.publish("big", big)
+        assert await inbox.wait_count("big", 2) == [b"small", big]
+        assert inbox.positions["big"] == [first, second]
+        assert await broker.history("big", START) == [(first, b"small"), (second, big)]
 
 
 @pytest.fixture(scope="module")

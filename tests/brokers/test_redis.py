@@ -53,16 +53,28 @@ class TestShardedRedisBroker(BrokerConformance):
         return with_query(redis_url, prefix=unique_prefix(), sharded="1")
 
 
+def redis_history(url: str, **extra: str) -> Callable[..., str]:
+    def history_url(size: int, ttl: float | None = None) -> str:
+        age = {"history_ttl": str(ttl)} if ttl is not None else {}
+        return with_query(url, prefix=unique_prefix(), history=str(size), **age, **extra)
+
+    return history_url
+
+
 class TestRedisBrokerHistory(HistoryConformance):
+    ages_each_message = False
+
     @pytest.fixture
-    def history_url(self, redis_url: str) -> Callable[[int], str]:
-        return lambda size: with_query(redis_url, prefix=unique_prefix(), history=str(size))
+    def history_url(self, redis_url: str) -> Callable[..., str]:
+        return redis_history(redis_url)
 
 
 class TestShardedRedisBrokerHistory(HistoryConformance):
+    ages_each_message = False
+
     @pytest.fixture
-    def history_url(self, redis_url: str) -> Callable[[int], str]:
-        return lambda size: with_query(redis_url, prefix=unique_prefix(), history=str(size), sharded="1")
+    def history_url(self, redis_url: str) -> Callable[..., str]:
+        return redis_history(redis_url, sharded="1")
 
 
 # -- configuration and start-up ---------------------------------------------------------------
