@@ -28,17 +28,24 @@ _LOGGER_STATE = ("level", "propagate", "disabled")
 def _logging_left_as_found() -> Iterator[None]:
     """Undo what a test's server did to logging: uvicorn's dictConfig (``log_config=...``)
     replaces handlers and sets ``propagate=False`` on ``asgi_ws`` and ``uvicorn.*`` for the
-    rest of the process, and a handler bound to a closed capture stream breaks later tests."""
+    rest of the process, and a handler bound to a closed capture stream breaks later tests.
+
+    Filters stay: the library adds its own once per process (redaction, uvicorn's spurious
+    handshake ERROR), as they stay in production through any logging reconfiguration. The
+    handler asgi_ws.log.settle() may add is kept too, for the same reason.
+    """
+    from asgi_ws.log import ServerLogBridge
+
     root = logging.getLogger()
     names = [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in ("asgi_ws", "uvicorn")]
     loggers = [root, *(logging.getLogger(n) for n in names)]
-    saved = [(lg, [getattr(lg, a) for a in _LOGGER_STATE], list(lg.handlers), list(lg.filters)) for lg in loggers]
+    saved = [(lg, [getattr(lg, a) for a in _LOGGER_STATE], list(lg.handlers)) for lg in loggers]
     yield
-    for lg, values, handlers, filters in saved:
+    for lg, values, handlers in saved:
         for attribute, value in zip(_LOGGER_STATE, values, strict=True):
             setattr(lg, attribute, value)
-        lg.handlers[:] = handlers
-        lg.filters[:] = filters
+        bridges = [h for h in lg.handlers if isinstance(h, ServerLogBridge) and h not in handlers]
+        lg.handlers[:] = [*handlers, *bridges]
     for name in list(logging.Logger.manager.loggerDict):  # loggers the test created: back to defaults
         if name.split(".")[0] in ("asgi_ws", "uvicorn") and name not in names:
             lg = logging.getLogger(name)
