@@ -39,7 +39,7 @@ async def test_routes_origin_and_pubsub_in_process() -> None:
             missing = await client.get(server.http_url("/nope"))
         assert page.status_code == 200 and "asgi_ws pub/sub demo" in page.text
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
-        assert "class AsgiWs" in script.text and missing.status_code == 404
+        assert "globalThis.AsgiWs = AsgiWs" in script.text and missing.status_code == 404
         same = f"http://127.0.0.1:{server.port}"
         async with opened(server.ws_url("/ws"), origin=same, ping_interval=None) as conn:
             await conn.send(json.dumps({"$ws": "hello", "v": 1}))

@@ -186,4 +186,4 @@ async def test_ticket_view(make_user: Any) -> None:
     assert view(RequestFactory().delete("/ws-ticket")).status_code == 405
 
     js = asgi_ws_js(RequestFactory().get("/asgi-ws.js"))
-    assert js["Content-Type"].startswith("text/javascript") and b"class AsgiWs" in js.content
+    assert js["Content-Type"].startswith("text/javascript") and b"globalThis.AsgiWs = AsgiWs" in js.content

@@ -113,7 +113,7 @@ async def test_browser_client_app_revalidates_and_answers_only_get_and_head() ->
             head = await client.head(url)
             post = await client.post(url)
     assert (first.status_code, first.headers["cache-control"], first.content) == (200, "no-cache", client_app.body)
-    assert "class AsgiWs" in first.text
+    assert "globalThis.AsgiWs = AsgiWs" in first.text
     assert (again.status_code, again.content) == (304, b"")
     assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", str(len(client_app.body)))
     assert (post.status_code, post.headers["allow"]) == (405, "GET, HEAD")
