@@ -36,7 +36,8 @@ def test_npm_pack_makes_a_tarball_that_installs_and_imports_in_node(tmp_path: Pa
     project = tmp_path / "app"
     project.mkdir()
     (project / "package.json").write_text(json.dumps({"name": "app", "private": True, "type": "module"}))
-    run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", str(tmp_path / packed["filename"]), cwd=project)
+    tarball = str(tmp_path / packed["filename"])
+    run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", tarball, cwd=project)
     installed = json.loads((project / "package.json").read_text())
     assert "asgi-ws" in installed["dependencies"]
     assert not (project / "node_modules" / "ws").exists(), "ws is an optional peer dependency, never installed"
