@@ -45,6 +45,7 @@ from .types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from .control import ControlRouter
+    from .delivery import Sink
 
 logger = logging.getLogger("asgi_ws.connection")
 
@@ -104,6 +105,7 @@ class Connection:
         "_receive",
         "_receiver",
         "_running",
+        "_sink",
         "_timers",
         "accepted",
         "app_closed",
@@ -152,6 +154,7 @@ class Connection:
         #: The heartbeat state (``.rtt``...); None when no HeartbeatMiddleware is present.
         self.heartbeat: Any = None
         self._control: ControlRouter | None = None
+        self._sink: Sink | None = None
         # Created on first use: most connections never need some of them.
         self._extras: dict[str, Any] | None = None
         self._on_accept: list[Callable[[], object]] | None = None
@@ -170,6 +173,16 @@ class Connection:
         if self._extras is None:
             self._extras = {}
         return self._extras
+
+    @property
+    def sink(self) -> Sink:
+        """Where the library's fan-out hands this connection's messages (:mod:`asgi_ws.delivery`):
+        the outbound path, or the resumable session that installed itself."""
+        return self._sink if self._sink is not None else self.outbound
+
+    @sink.setter
+    def sink(self, sink: Sink | None) -> None:
+        self._sink = sink
 
     # -- features ------------------------------------------------------------------
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import _background
 from .close_codes import CloseCode, check_close_code
 from .deny import deny
 from .types import Scope, Send
@@ -178,11 +178,9 @@ async def _flush_then_close(conn: Connection, deadline: float, code: int, reason
 
 async def _background_work(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
     """Wait for the library's fire-and-forget work of this loop: a resumable session's end
-    stores its last frames and keeps it in the store (``resume.session.spawn``)."""
-    session = sys.modules.get("asgi_ws.resume.session")
-    tasks: set[asyncio.Task[object]] = getattr(session, "_TASKS", set())
+    stores its last frames and keeps it in the store (:func:`asgi_ws._background.running`)."""
     while True:
-        running = {task for task in tasks if task.get_loop() is loop and not task.done()}
+        running = _background.running(loop)
         remaining = deadline - loop.time()
         if not running or remaining <= 0:
             return

@@ -333,12 +333,15 @@ class Outbound:
                 return
         self._enqueue(message, size, policy, key)
 
-    def offer(self, message: Message, *, policy: str | None = None, key: Hashable | None = None) -> bool:
+    def offer(
+        self, message: Message, mark: object = None, /, *, policy: str | None = None, key: Hashable | None = None
+    ) -> bool:
         """Send ``message`` without awaiting (for fan-out loops); return False when it was not accepted.
 
         ``block`` cannot wait here and applies the fallback policy. Errors of a broken
         connection are recorded in :attr:`failed`, never raised: one dead member must not
-        break a broadcast.
+        break a broadcast. ``mark`` (where a room message stands in its history) is not needed
+        here: this is also the connection's default delivery sink (:mod:`asgi_ws.delivery`).
         """
         if self.failed is not None or self._closed:
             return False
@@ -354,6 +357,9 @@ class Outbound:
         if chosen == "block":
             chosen = limits.fallback
         return self._enqueue(message, message_size(message), chosen, key)
+
+    #: The default delivery sink of a connection (:class:`asgi_ws.delivery.Sink`) is its outbound path.
+    deliver = offer
 
     # -- the library's path -------------------------------------------------------------------
 

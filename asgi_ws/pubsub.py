@@ -19,9 +19,10 @@ from typing import Any
 from .connection import Connection, attach_session
 from .drain import DRAIN_TIMEOUT, drain
 from .exceptions import ConfigurationError, PermissionDenied
-from .protocol import ProtocolError, encode, field
-from .rooms import PresenceEvent, Rooms
+from .protocol import ProtocolError, field
+from .rooms import Rooms
 from .rooms.core import MAX_ROOM_LENGTH
+from .rooms.envelope import payload_of
 from .rooms.presence import check_meta
 from .types import Receive, Scope, Send
 
@@ -83,9 +84,6 @@ class PubSubApp:
                 "publish": allow_publish,
             }
         }
-        # Connections that asked for presence diffs, per channel.
-        self._watchers: dict[str, set[Connection]] = {}
-        self._unsubscribe_presence: Callable[[], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -106,8 +104,6 @@ class PubSubApp:
         router.register("publish", self._publish)
         router.register("presence", self._presence)
         router.announce("pubsub", self._features["pubsub"])
-        if self._unsubscribe_presence is None:
-            self._unsubscribe_presence = self.rooms.on_presence(self._on_presence)
         await conn.run(self._serve, scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,8 +115,7 @@ class PubSubApp:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                self._forget(conn)
-                return
+                return  # its rooms (and presence watches) end with the connection
             conn.control.send_error(
                 "unexpected_message",
                 'this endpoint takes control messages only, such as {"$ws":"subscribe","channel":"news"}',
@@ -173,26 +168,23 @@ class PubSubApp:
     async def _subscribe(self, conn: Connection, message: dict[str, Any]) -> None:
         channel = _channel(message, "subscribe")
         reply: dict[str, Any] = {"channel": channel, **_ref(message)}
+        watch = message.get("presence") is True
         if channel not in self.rooms.rooms_of(conn):
             if len(self.rooms.rooms_of(conn)) >= self.max_subscriptions:
                 raise ProtocolError(
                     "too_many_subscriptions", f"at most {self.max_subscriptions} channels per connection", "subscribe"
                 )
             await self._check(conn, channel, "subscribe")
-            await self.rooms.join(channel, conn, format="channel", meta=_meta(message))
-        if message.get("presence") is True:
-            self._watchers.setdefault(channel, set()).add(conn)
+            await self.rooms.join(channel, conn, format="channel", meta=_meta(message), watch=watch)
+        elif watch:  # already in it: start watching its presence
+            await self.rooms.join(channel, conn, format="channel", watch=True)
+        if watch:
             reply["members"] = self._members(channel)
         conn.control.send("subscribed", reply)
 
     async def _unsubscribe(self, conn: Connection, message: dict[str, Any]) -> None:
         channel = _channel(message, "unsubscribe")
         await self.rooms.leave(channel, conn)
-        watchers = self._watchers.get(channel)
-        if watchers is not None:
-            watchers.discard(conn)
-            if not watchers:
-                del self._watchers[channel]
         conn.control.send("unsubscribed", {"channel": channel, **_ref(message)})
 
     async def _publish(self, conn: Connection, message: dict[str, Any]) -> None:
@@ -202,11 +194,13 @@ class PubSubApp:
         if "data" not in message:
             raise ProtocolError("bad_field", '"data" is required', "publish")
         data = message["data"]  # any JSON value that protocol.decode let through can be sent
-        if _utf8_size(data) > self.max_publish_bytes:
+        encoded = payload_of(data)  # once: the size check and the publish share it
+        size = len(encoded.body) if encoded.kind == "json" else _utf8_size(data)  # a string: its JSON form
+        if size > self.max_publish_bytes:
             raise ProtocolError("too_large", f"data is limited to {self.max_publish_bytes} bytes", "publish")
         await self._check(conn, channel, "publish")
         try:
-            await self.rooms.publish(channel, data, exclude=None if self.echo else conn, sender=conn)
+            await self.rooms.publish(channel, encoded, exclude=None if self.echo else conn, sender=conn)
         except PermissionDenied as exc:
             raise ProtocolError("forbidden", exc.reason, "publish") from None
         if "id" in message:
@@ -227,28 +221,12 @@ class PubSubApp:
                 if verdict is not True:
                     raise PermissionDenied(verdict if isinstance(verdict, str) and verdict else "forbidden")
             if action == "subscribe":
-                await self.rooms._check(conn.scope, channel, action)  # rooms.join checks it too; fail early
+                await self.rooms.check(conn, channel, action)  # rooms.join checks it too; fail early
         except PermissionDenied as exc:
             raise ProtocolError("forbidden", exc.reason, action) from None
 
     def _members(self, channel: str) -> list[dict[str, Any]]:
         return [{"member": e.member, "user": e.user, "meta": e.meta} for e in self.rooms.members(channel)]
-
-    def _on_presence(self, event: PresenceEvent) -> None:
-        watchers = self._watchers.get(event.entry.room)
-        if not watchers:
-            return
-        entry = event.entry
-        diff = {"channel": entry.room, event.kind: {"member": entry.member, "user": entry.user, "meta": entry.meta}}
-        frame = encode("presence_diff", diff)  # once for every watcher
-        for conn in list(watchers):
-            conn.outbound.send_control(frame)  # never raises: a broken watcher fails alone
-
-    def _forget(self, conn: Connection) -> None:
-        for channel in [c for c, watchers in self._watchers.items() if conn in watchers]:
-            self._watchers[channel].discard(conn)
-            if not self._watchers[channel]:
-                del self._watchers[channel]
 
 
 def _channel(message: dict[str, Any], op: str) -> str:

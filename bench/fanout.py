@@ -8,6 +8,9 @@ Systems (servers in ``bench/fanout_servers/``, each in its own uvicorn process(e
   processes, the publish made in one of them;
 - ``rooms-amqp``: the same on RabbitMQ, ``Rooms("amqp://guest:guest@127.0.0.1:5672/?exchange=<unique>")``
   (run on request: ``--systems rooms-redis rooms-amqp`` compares the two brokers, rounds alternating);
+- ``rooms-resume-memory`` / ``rooms-resume-redis``: Rooms whose members are resumable sessions
+  (ResumeMiddleware) on the memory / Redis session store, the room on a history broker
+  (``memory://?history=10000`` / ``redis://...?history=10000``, one process);
 - ``socketio``: python-socketio room emit (members are raw Engine.IO v4 clients);
 - ``channels-memory`` / ``channels-redis`` / ``channels-pubsub``: Django Channels ``group_send`` on
   InMemoryChannelLayer / channels_redis RedisChannelLayer / RedisPubSubChannelLayer (one process);
@@ -386,9 +389,14 @@ def server_specs(name: str, run_id: str) -> list[tuple[str, dict[str, str], list
         return [("bench.fanout_servers.rooms_amqp:app", env, lifespan)] * 2
     if name == "socketio":
         return [("bench.fanout_servers.socketio_room:app", {}, [])]
-    if name.startswith("rooms-resume"):
+    if name.startswith("rooms-resume"):  # a history broker: room messages are numbered from it, not stored
         store = "memory://" if name.endswith("memory") else f"{REDIS}?prefix=fanout-sessions-{run_id}:"
-        return [("bench.fanout_servers.rooms_resume:app", {"FANOUT_SESSION_STORE": store}, lifespan)]
+        broker = "memory://" if name.endswith("memory") else f"{REDIS}?prefix=fanout-{run_id}:"
+        env = {
+            "FANOUT_SESSION_STORE": store,
+            "FANOUT_BROKER": broker + ("&" if "?" in broker else "?") + "history=10000",
+        }
+        return [("bench.fanout_servers.rooms_resume:app", env, lifespan)]
     base = name.removesuffix("-nodb")
     layer = {"channels-layer-memory": "broker-memory", "channels-layer-redis": "broker-redis"}.get(
         base, base.split("-", 1)[1]
@@ -643,6 +651,8 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
         ("rooms-redis", "bare", 0.7, "Rooms redis (2 procs) / bare loop"),
         ("rooms-amqp", "bare", 0.7, "Rooms amqp (2 procs) / bare loop"),
         ("rooms-amqp", "rooms-redis", 0.9, "Rooms amqp / Rooms redis (2 procs each)"),
+        ("rooms-resume-memory", "rooms-memory", 0.9, "Rooms resumable members, memory store / plain Rooms memory"),
+        ("rooms-resume-redis", "rooms-memory", 0.8, "Rooms resumable members, Redis store / plain Rooms memory"),
         ("rooms-memory", "channels-redis", 10.0, "Rooms memory / channels_redis group_send"),
         ("rooms-redis", "channels-redis", 10.0, "Rooms redis / channels_redis group_send"),
         ("rooms-memory", "socketio", 5.0, "Rooms memory / python-socketio room emit"),

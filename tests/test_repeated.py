@@ -96,11 +96,11 @@ async def test_rooms_log_garbage_and_a_full_presence_backlog_through_it(monkeypa
         with captured_logs(logging.WARNING) as records:
             for _ in range(300):
                 rooms._on_broker_message("asgi_ws!presence", b"\xff")
-            queue = rooms._presence_out
+            queue = rooms._presence.out
             assert queue is not None
             monkeypatch.setattr(queue, "put_nowait", lambda item: (_ for _ in ()).throw(asyncio.QueueFull()))
             for _ in range(300):
-                rooms._queue_presence([{"t": "x"}])
+                rooms._presence.queue([{"t": "x"}])
             rooms._repeated.flush()  # what the timer, or the exit, would write
     text = [r.getMessage() for r in records if r.name == "asgi_ws.rooms"]
     assert rooms.stats.malformed == 300

@@ -26,21 +26,28 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from .._background import spawn
+from .._repeated import RepeatedLog
 from .._scope import namespace, query_param, user_identity
-from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..connection import Connection, attach_session
+from ..delivery import Membership, RoomsLike
 from ..exceptions import ConfigurationError
 from ..log import redact_server_logs
 from ..outbound import QueueLimits
 from ..protocol import field
+from ..resume.catchup import Catchup, catch_up
 from ..resume.flusher import SessionFlusher
-from ..resume.session import Session, SessionLimits, session_of, spawn
-from ..resume.store import SessionState, SessionStore, check_takeover, store_from_url
+from ..resume.session import Session, SessionLimits, session_of
+from ..resume.stores import store_from_url
+from ..resume.stores.base import SessionState, SessionStore, check_takeover
 from ..resume.tokens import ResumeRefused, TokenSigner
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("asgi_ws.resume")
+#: A session store briefly unavailable (a burst of handshakes, an outage) fails many sessions
+#: at once: the line at once, then one a minute with how many it stands for.
+_unavailable = RepeatedLog(logger, 60.0)
 
 #: Query parameters of the opt-in; ``docs/resume.md`` shows how to keep them out of access logs.
 RESUME_PARAM = "ws_resume"
@@ -84,7 +91,7 @@ class ResumeMiddleware:
         max_messages: int = 10_000,
         max_bytes: int = 8 * 1024 * 1024,
         max_pending: int = 1_000,
-        rooms: Any = None,
+        rooms: RoomsLike | None = None,
         salt: str = "asgi_ws.resume",
         queue_limits: QueueLimits | None = None,
         redact_logs: bool = True,
@@ -187,12 +194,16 @@ class _SessionHandshake:
             conn.outbound.limits = self.mw.blocking(limits)
         try:
             session = await self._open()
-        except Exception:
+        except _StoreUnavailable as exc:  # the client was told: resume_failed / store_unavailable
+            _unavailable.warning(
+                "could not open a resumable session (%s): continuing without resumption", exc, key="open"
+            )
+            return
+        except Exception:  # a bug: the connection goes on without resumption
             logger.exception("could not open a resumable session: continuing without resumption")
             return
         self.session = session
-        conn.extras["session"] = session
-        namespace(conn.scope)["session"] = session
+        _install(conn, session)
         self.mw.live[session.id] = session
         conn.on_end(lambda: _finish_later(self, session))
         interval = self.mw.limits.window / 3
@@ -221,7 +232,7 @@ class _SessionHandshake:
             conn.control.send(
                 "resume_failed", {"code": "store_unavailable", "reason": "the session store is unavailable"}
             )
-            raise ConfigurationError(f"session store unavailable: {exc}") from exc
+            raise _StoreUnavailable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
         mw.stats["created"] += 1
         session = Session(conn, mw.flusher, mw.signer, mw.limits, session_id, owner, identity)
         session.announce()
@@ -236,7 +247,7 @@ class _SessionHandshake:
         if token_identity != identity:
             raise ResumeRefused("identity_mismatch", "this connection is not authenticated as the session's user")
         try:  # look, change nothing: a refusal must leave the socket holding the session alone
-            state = await mw.store.inspect(session_id)
+            state = await mw.store.inspect(session_id, client_seq)
         except Exception as exc:
             raise _store_unavailable(exc) from exc
         _refuse(check_takeover(state, generation, client_seq), client_seq, state)
@@ -244,117 +255,98 @@ class _SessionHandshake:
         session = Session(conn, mw.flusher, mw.signer, mw.limits, session_id, owner, identity, resumed=True)
         session.rooms = dict(state.rooms)
         session.cursors = dict(state.cursors)
-        session.hold()  # frames numbered from now on wait behind the replay
-        conn.extras["session"] = session  # Rooms numbers deliveries through the session
+        session.pause()  # nothing is written before the takeover
+        session.hold()  # what is numbered from now on waits behind the replay
+        _install(conn, session)  # Rooms hands room messages to the session
         try:
-            fetched = await self._rejoin_rooms(session)
+            await self._rejoin(session, state.rooms)
+            catchup = await catch_up(state, client_seq, mw.rooms)  # may refuse: nothing changed yet
             try:  # the one step that changes anything: checks again, then takes the session over
                 taken = await mw.store.take_over(session_id, owner, generation, client_seq, mw.limits.window)
             except Exception as exc:
                 raise _store_unavailable(exc) from exc
             _refuse(taken.refused, client_seq, state)  # a race lost since the inspection
-        except Exception:
-            session.drop_live()
-            if mw.rooms is not None:
-                await mw.rooms.leave_all(conn)  # the fresh session starts with no room
-            conn.extras.pop("session", None)
+        except BaseException:
+            await self._undo(session)
             raise
-        # Taken over: from here on the resume succeeds.
-        inspected, state = state, taken.state
-        assert state is not None
+        # Taken over: the session is this connection's.
+        final = taken.state
+        assert final is not None
         old = mw.live.get(session_id)
         if old is not None and old.conn is not conn:
             old.detached = True
             old.conn.close(CloseCode.SESSION_REPLACED, "session resumed on another connection")
-        session.generation = state.generation
-        session.seq = session.stored = state.head
-        session.offered = client_seq
-        session.cursors.update(state.cursors)  # the final ones: the old socket may have moved them on
-        gaps = await self._fill_rooms(session, inspected.rooms, state, fetched)
-        session.announce("resumed", replay=session.seq - client_seq, rooms=sorted(session.rooms), room_gap=gaps)
-        await session.replay(taken.frames)
-        mw.stats["replayed"] += session.seq - client_seq
+        session.generation = final.generation
+        if _moved(state, final):  # the old socket wrote meanwhile: what is owed is read again
+            try:
+                await self._follow(session, state.rooms, final.rooms)
+                catchup = await catch_up(final, client_seq, mw.rooms)
+            except BaseException:  # the session is taken, and cannot be given back whole: start afresh
+                await self._undo(session)
+                raise
+        session.rooms = {room: m for room, m in final.rooms.items() if room in session.rooms}
+        session.cursors.update(final.cursors)  # forward only: the final ones
+        session.continue_from(client_seq + len(catchup.replay), client_seq, catchup.open_run)
+        session.unpause()
+        self._fill(session, catchup)
+        replay = session.seq - client_seq
+        session.announce("resumed", replay=replay, rooms=sorted(session.rooms), room_gap=catchup.gap)
+        await session.replay(catchup.replay)
+        mw.stats["replayed"] += replay
         return session
 
-    async def _rejoin_rooms(self, session: Session) -> dict[str, list[tuple[str, Message]]]:
-        """Before the takeover: rejoin the session's rooms (live room messages kept aside,
-        unnumbered) and, with a history broker, fetch what each room carried after the
-        session's cursor. Refuses (``gap_too_old``, ``store_unavailable``) while nothing is
-        taken; the room messages fetched are numbered after the takeover (:meth:`_fill_rooms`)."""
-        rooms = self.mw.rooms
-        if rooms is None:  # nothing to rejoin them with: the session starts this connection in no room
+    async def _rejoin(self, session: Session, rooms: dict[str, Membership]) -> None:
+        """Before the takeover: rejoin the session's rooms with their format, presence meta and
+        presence watch, live room messages kept aside unnumbered (numbered after the replay)."""
+        if self.mw.rooms is None:  # nothing to rejoin them with: the session starts in no room
             session.rooms.clear()
-            return {}
+            return
         session.hold_live()
-        for room, fmt in list(session.rooms.items()):
-            await self._join(session, room, fmt)
-        fetched: dict[str, list[tuple[str, Message]]] = {}
-        for room, fmt in session.rooms.items():
-            cursor = session.cursors.get(room)
-            if not rooms.history or cursor is None:
-                continue
-            try:
-                missed = await rooms.missed(room, fmt, cursor)
-            except Exception as exc:
-                raise ResumeRefused("store_unavailable", f"the history of room {room!r} is unavailable") from exc
-            if missed is None:
-                raise ResumeRefused("gap_too_old", f"the history of room {room!r} no longer reaches back that far")
-            fetched[room] = missed
-        return fetched
+        for room, membership in list(rooms.items()):
+            await self._join(session, room, membership)
 
-    async def _fill_rooms(
-        self,
-        session: Session,
-        inspected: dict[str, str],
-        state: SessionState,
-        fetched: dict[str, list[tuple[str, Message]]],
-    ) -> bool:
+    async def _follow(self, session: Session, inspected: dict[str, Membership], final: dict[str, Membership]) -> None:
         """After the takeover: follow the rooms the old socket joined or left since the session
-        was ``inspected`` (``state`` is the session as taken over), number the room messages
-        published after each room's final cursor, then the live ones kept aside. Never refuses
-        (the session is taken): a room whose gap cannot be filled any more counts as a gap.
-        Returns True when some room's gap was not filled."""
+        was inspected."""
         rooms = self.mw.rooms
         if rooms is None:
-            return False
-        gap = False
-        try:
-            for room in [r for r in session.rooms if r not in state.rooms]:
-                await rooms.leave(room, self.conn)
-            for room, fmt in state.rooms.items():
-                if room not in inspected:
-                    await self._join(session, room, fmt)
-            for room, fmt in session.rooms.items():
-                cursor = session.cursors.get(room)
-                missed = fetched.get(room) if cursor is not None else None
-                if missed is None and rooms.history and cursor is not None:
-                    try:  # a room not fetched before the takeover
-                        missed = await rooms.missed(room, fmt, cursor)
-                    except Exception as exc:
-                        logger.info("session %s: the history of room %r is unavailable: %s", session.id, room, exc)
-                if missed is None or cursor is None:
-                    gap = True
-                    continue
-                after = position_key(cursor)
-                session.fill(room, [(position, m) for position, m in missed if position_key(position) > after])
-        except BaseException:
-            session.drop_live()
-            raise
-        session.release_live()
-        return gap
+            return
+        for room in [r for r in inspected if r not in final]:
+            await rooms.leave(room, self.conn)
+        for room, membership in final.items():
+            if room not in inspected:
+                await self._join(session, room, membership)
 
-    async def _join(self, session: Session, room: str, fmt: str) -> None:
+    def _fill(self, session: Session, catchup: Catchup) -> None:
+        """Number each room's missed messages after the replay (new runs), then the live ones
+        kept aside that neither covered."""
+        try:
+            for room, missed in catchup.fills.items():
+                if room in session.rooms:
+                    session.fill(room, missed)
+        finally:
+            session.release_live(catchup.reached)
+
+    async def _join(self, session: Session, room: str, membership: Membership) -> None:
         rooms = self.mw.rooms
         assert rooms is not None
         try:
-            await rooms.join(room, self.conn, format=fmt)
+            await rooms.join(room, self.conn, format=membership.format, meta=membership.meta, watch=membership.watch)
         except Exception as exc:  # a room the user may no longer enter, or a broker outage
             session.rooms.pop(room, None)
             logger.info("session %s: not rejoining room %r: %s", session.id, room, exc)
 
+    async def _undo(self, session: Session) -> None:
+        """The resume failed: the fresh session that follows starts in no room."""
+        session.drop_live()
+        session.detached = True
+        if self.mw.rooms is not None:
+            await self.mw.rooms.leave_all(self.conn)
+        _uninstall(self.conn)
+
 
 def _refuse(code: str | None, client_seq: int, state: SessionState | None) -> None:
-    """Raise the refusal ``code`` of :func:`~asgi_ws.resume.store.check_takeover`, if any."""
+    """Raise the refusal ``code`` of :func:`~asgi_ws.resume.stores.base.check_takeover`, if any."""
     if code is None:
         return
     head, first = (state.head, state.first) if state is not None else (0, 1)
@@ -369,6 +361,34 @@ def _refuse(code: str | None, client_seq: int, state: SessionState | None) -> No
 
 def _store_unavailable(exc: BaseException) -> ResumeRefused:
     return ResumeRefused("store_unavailable", f"the session store is unavailable: {type(exc).__name__}")
+
+
+class _StoreUnavailable(Exception):
+    """A new session could not be created (its client was sent ``resume_failed``)."""
+
+
+def _moved(inspected: SessionState, final: SessionState) -> bool:
+    """Did the old socket change the session between the inspection and the takeover?"""
+    return (inspected.head, inspected.open, inspected.entries, inspected.rooms, inspected.cursors) != (
+        final.head,
+        final.open,
+        final.entries,
+        final.rooms,
+        final.cursors,
+    )
+
+
+def _install(conn: Connection, session: Session) -> None:
+    """The session becomes the connection's delivery sink (and ``scope["asgi_ws"]["session"]``)."""
+    conn.extras["session"] = session
+    conn.sink = session
+    namespace(conn.scope)["session"] = session
+
+
+def _uninstall(conn: Connection) -> None:
+    conn.extras.pop("session", None)
+    conn.sink = None
+    namespace(conn.scope).pop("session", None)
 
 
 def _ack(conn: Connection, message: dict[str, Any]) -> None:

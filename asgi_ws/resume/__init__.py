@@ -9,17 +9,17 @@ from typing import Any
 
 from .session import Session as Session
 from .session import session_of as session_of
-from .store import MemorySessionStore as MemorySessionStore
-from .store import SessionState as SessionState
-from .store import SessionStore as SessionStore
-from .store import store_from_url as store_from_url
+from .stores import MemorySessionStore as MemorySessionStore
+from .stores import store_from_url as store_from_url
+from .stores.base import SessionState as SessionState
+from .stores.base import SessionStore as SessionStore
 from .tokens import ResumeRefused as ResumeRefused
 from .tokens import TokenSigner as TokenSigner
 
 
 def __getattr__(name: str) -> Any:
     if name == "RedisSessionStore":
-        from .redis_store import RedisSessionStore
+        from .stores.redis import RedisSessionStore
 
         return RedisSessionStore
     raise AttributeError(name)

@@ -1,12 +1,12 @@
 """One writer of session frames to the store for all the sessions of a middleware.
 
-A broadcast to 5,000 resumable members numbers one frame in each of 5,000 sessions; storing
-them with one store call per session (a task and a Redis round trip each) made such a
-broadcast 20 times slower than without resumption. Sessions with pending frames mark
-themselves here instead, and one task stores every marked session's batch in one
-:meth:`~asgi_ws.resume.SessionStore.append_many` (a single Redis pipeline), then gives each
-session its result. While it waits, new frames accumulate for the next round, so the cost per
-frame falls as the load grows.
+A message that must be stored before it is sent (an application's frame, the first of a room
+run) may reach thousands of sessions at once; storing each session's with a store call of its
+own (a task and a Redis round trip each) made a broadcast 20 times slower than without
+resumption. Sessions with entries to store mark themselves here instead, and one task stores
+every marked session's batch in one :meth:`~asgi_ws.resume.SessionStore.write_many` (a single
+Redis pipeline), then gives each session its result. While it waits, new entries accumulate
+for the next round, so the cost per message falls as the load grows.
 
 Whatever goes wrong with one session (its batch cannot be taken, the store fails its append,
 settling or handing over raises) is that session's alone: the round goes on for the others.
@@ -23,7 +23,7 @@ from ..close_codes import CloseCode
 
 if TYPE_CHECKING:
     from .session import Session, _Batch
-    from .store import SessionStore
+    from .stores.base import SessionStore
 
 logger = logging.getLogger("asgi_ws.resume")
 
@@ -50,8 +50,8 @@ class SessionFlusher:
             sessions, self._dirty = list(self._dirty), {}
             taken = [(session, batch) for session in sessions if (batch := _take(session)) is not None]
             if taken:
-                appends = [batch.append for _, batch in taken]
-                return taken, asyncio.get_running_loop().create_task(self.store.append_many(appends))
+                writes = [batch.write for _, batch in taken]
+                return taken, asyncio.get_running_loop().create_task(self.store.write_many(writes))
         return None
 
     async def _run(self) -> None:

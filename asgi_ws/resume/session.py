@@ -5,15 +5,20 @@ frames excluded), and the server numbers them the same way, so the n-th data fra
 session is seq n on both sides. Resumption therefore costs application messages nothing in
 size, and plain clients are never involved.
 
-Every data frame goes through :meth:`Session.offer`: it is encoded (text that no socket could
-send, a lone surrogate, is refused there, at the sender's call), gets the next seq and joins
-the pending batch; the middleware's one :class:`~asgi_ws.resume.flusher.SessionFlusher` stores the batches
-of every session with frames pending in one store call a round, and only then are a session's
-frames handed, in order, to its connection's outbound path. The application does not wait for the store unless the
-pending batch grows past ``max_pending`` (then its ``send`` waits: backpressure).
-A stored frame is never dropped by a queue policy: the connection's queue policy becomes
+The session is its connection's delivery sink (:mod:`asgi_ws.delivery`), and the
+application's ``send`` for data frames. Each message gets the next seq, and must be storable
+or recoverable before it is written to the socket (docs/internals.md, "Numbering"):
+
+- a room message that continues the session's open run (same room, ``prev`` the last
+  position numbered there) is in the room's history already: written at once, no store write;
+- anything else starts an entry of the session's log (a run, or frames stored in full), which
+  the middleware's one :class:`~asgi_ws.resume.flusher.SessionFlusher` stores with every other
+  session's in one store call a round; the message and those after it wait for it.
+
+A numbered message is never dropped by a queue policy: the connection's policy becomes
 ``block`` (falling back to closing with 1013), and the client resumes from the last frame it
-really received.
+really received. The application does not wait for the store unless ``max_pending`` messages
+wait (then its ``send`` waits: backpressure).
 """
 
 from __future__ import annotations
@@ -22,15 +27,19 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from .._background import spawn
 from .._repeated import RepeatedLog
 from ..brokers.base import position_key
+from ..brokers.history import previous
 from ..close_codes import CloseCode
+from ..delivery import Membership, RoomMark
 from ..outbound import SLOW
 from ..types import Message
-from .store import Append, SessionStore, frame_of, message_of
+from .frames import Frame, frame_of
+from .stores.base import Entry, Run, SessionStore, Write
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -46,18 +55,16 @@ MAX_BATCH = 4000
 
 
 class _Batch:
-    """Frames taken from a session for one store call."""
+    """Entries taken from a session for one store call."""
 
-    __slots__ = ("append", "cursors", "messages")
+    __slots__ = ("write",)
 
-    def __init__(self, messages: list[Message], cursors: dict[str, str] | None, append: Append) -> None:
-        self.messages = messages
-        self.cursors = cursors
-        self.append = append
+    def __init__(self, write: Write) -> None:
+        self.write = write
 
 
 class SessionLimits:
-    """Bounds of one session's retained history and of its pending batch."""
+    """Bounds of one session's retained frames and of its waiting messages."""
 
     __slots__ = ("max_bytes", "max_messages", "max_pending", "window")
 
@@ -74,26 +81,35 @@ class Session:
     Attributes:
         id: the session id.
         resumed: True when this connection resumed an earlier session.
-        seq: seq of the last data frame numbered (stored or about to be).
-        rooms: room -> member format, restored by a resume.
+        seq: seq of the last data frame numbered.
+        rooms: room -> :class:`~asgi_ws.delivery.Membership`, restored by a resume.
     """
 
     __slots__ = (
         "__weakref__",
+        "_acked",
+        "_cursors_dirty",
+        "_direct",
         "_drained",
-        "_filled",
-        "_frames",
+        "_floor",
         "_handing",
         "_held",
+        "_inflight",
+        "_items",
         "_live_hold",
         "_marked",
-        "_moves",
+        "_open",
+        "_open_last",
         "_out",
-        "_pending",
+        "_paused",
         "_retained",
         "_retained_bytes",
+        "_rooms_dirty",
         "_storing",
+        "_unsent",
+        "_unsent_seq",
         "_waiters",
+        "_write_now",
         "conn",
         "cursors",
         "detached",
@@ -109,7 +125,6 @@ class Session:
         "seq",
         "signer",
         "store",
-        "stored",
     )
 
     def __init__(
@@ -121,7 +136,6 @@ class Session:
         session_id: str,
         owner: str,
         identity: str | None,
-        seq: int = 0,
         *,
         resumed: bool = False,
         generation: int = 0,
@@ -137,72 +151,91 @@ class Session:
         self.resumed = resumed
         #: The session's generation in the store, named by the tokens this connection hands out.
         self.generation = generation
-        self.seq = self.stored = self.offered = seq
-        self.rooms: dict[str, str] = {}
+        #: Seq of the last message numbered, and of the last handed to the socket (or counted
+        #: as such: the socket ended, the message stays recoverable).
+        self.seq = self.offered = 0
+        self.rooms: dict[str, Membership] = {}
+        #: room -> position of the newest message numbered there (rooms left or interrupted),
+        #: or where the membership began: where a resume fills the room's gap from.
+        self.cursors: dict[str, str] = {}
         self.detached = False
-        self._pending: list[Message] = []
-        self._frames: list[bytes] = []  # the stored form of each pending message, encoded by offer
-        self._retained: collections.deque[int] = collections.deque()  # sizes of stored, unacked frames
+        #: The open run: its room, and the position of its last message numbered.
+        self._open: str | None = None
+        self._open_last = ""
+        self._items: list[Entry] = []  # entries not yet taken by the flusher
+        self._inflight: int | None = None  # first seq of the entries being stored, if any
+        self._rooms_dirty = False
+        self._cursors_dirty: dict[str, str] | None = None
+        # Numbered messages waiting for an entry to be stored (the first has seq _unsent_seq).
+        self._unsent: collections.deque[Message] = collections.deque()
+        self._unsent_seq = 0
+        # Stored frames not yet acknowledged: (seq, size), for the history bounds.
+        self._retained: collections.deque[tuple[int, int]] = collections.deque()
         self._retained_bytes = 0
+        self._acked = 0
+        self._floor = 1  # seqs below it were dropped for the bounds
         self._marked = False  # waiting in the flusher's next round
         self._storing = False  # a batch is being stored
+        self._paused = False  # resuming: nothing is written before the takeover
         self._waiters: list[asyncio.Future[None]] | None = None
         self._drained: asyncio.Future[None] | None = None  # finish() waits for the last store
-        # Stored frames waiting for room in the outbound queue, and the task handing them over.
+        # Messages waiting for room in the outbound queue, and the task handing them over.
         self._out: collections.deque[Message] = collections.deque()
         self._handing: asyncio.Task[None] | None = None
-        #: While a resume replays, new frames are stored but held back here, behind the replay.
+        #: While a resume replays, messages released by the store wait here, behind the replay.
         self._held: list[Message] | None = None
-        #: room -> position of the newest room message numbered for this session (brokers
-        #: with history): where a resume fills the room's gap from.
-        self.cursors: dict[str, str] = {}
-        # (seq, room, position) of numbered room messages not yet stored: stored with their batch.
-        self._moves: collections.deque[tuple[int, str, str]] = collections.deque()
         #: While a resume fills the rooms' gaps, live room messages wait here, unnumbered.
-        self._live_hold: list[tuple[Message, str, str | None]] | None = None
-        self._filled: dict[str, str] = {}  # room -> position the fill reached
+        self._live_hold: list[tuple[Message, RoomMark | None]] | None = None
+        self._write_now = conn.outbound.write_now
+        self._direct = True  # the fast path of deliver() may be taken
 
-    # -- sending -----------------------------------------------------------------------------
+    # -- the sink: what Rooms hands over -------------------------------------------------------
 
-    def offer(self, message: Message) -> bool:
-        """Number ``message`` and queue it for storing then sending.
+    def deliver(self, message: Message, mark: RoomMark | None = None, /) -> bool:
+        """A room message (the connection's delivery sink). Never raises, never awaits."""
+        if mark is not None and self._direct and mark[2] == self._open_last and mark[0] == self._open:
+            # The open run goes on, and nothing waits: the room's history keeps the message.
+            self.seq += 1
+            self._open_last = mark[1]
+            try:
+                if self._write_now(message) != SLOW:
+                    self.offered += 1
+                    return True
+            except (OSError, RuntimeError):  # the socket broke; the run keeps the message for a resume
+                self.offered += 1
+                return True
+            self._wait_for_room([message])
+            return True
+        return self._deliver(message, mark)
 
-        Fan-out cannot wait: a member whose pending frames reach ``4 * max_pending`` (its
-        client or the store cannot keep up) is closed with 1013, and resumes.
-
-        Raises:
-            UnicodeEncodeError: text that is not valid Unicode (a lone surrogate): nothing is
-                numbered, and the shared flusher never sees it.
-        """
+    def _deliver(self, message: Message, mark: RoomMark | None) -> bool:
         if self.detached:
             return False
-        frame = frame_of(message)
-        if len(self._pending) >= 4 * self.limits.max_pending and not self.conn.ended:
-            self._give_up(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+        if self._live_hold is not None:  # resuming: numbered once the rooms' gaps are filled
+            self._live_hold.append((message, mark))
+            return True
+        membership = self.rooms.get(mark[0]) if mark is not None else None
+        if mark is None or membership is None:  # nowhere else to be found: stored in full
+            try:
+                frame = frame_of(message)
+            except UnicodeEncodeError as exc:
+                logger.warning("session %s: not delivering a room message: %s", self.id, exc)
+                return False
+            return self._number_frame(message, frame)
+        if self._too_many():
             return False
+        room, position, prev = mark
         self.seq += 1
-        self._pending.append(message)
-        self._frames.append(frame)
-        if not self._marked:
-            self._marked = True
-            self.flusher.mark(self)
+        if room != self._open or prev != self._open_last:  # a new run starts here
+            self._close_open()
+            self._items.append((self.seq, Run(room, prev, membership.format)))
+            self._open = room
+            self._mark()
+        self._open_last = position
+        self._queue(message)
         return True
 
-    def offer_from(self, message: Message, room: str, position: str | None) -> bool:
-        """A room message (Rooms' fan-out entry point): numbered like any frame, and the room's
-        position kept. Never raises: an unencodable message is not delivered (False)."""
-        if self._live_hold is not None:
-            self._live_hold.append((message, room, position))
-            return True
-        try:
-            if not self.offer(message):
-                return False
-        except UnicodeEncodeError as exc:
-            logger.warning("session %s: not delivering a message of room %r: %s", self.id, room, exc)
-            return False
-        if position is not None:
-            self._moves.append((self.seq, room, position))
-        return True
+    # -- the application's send ----------------------------------------------------------------
 
     def send(self, message: Message) -> Any:
         """The application's ``send`` for data frames: returns an awaitable, as ASGI requires.
@@ -210,8 +243,10 @@ class Session:
         Raises:
             UnicodeEncodeError: at the application's call, for text no socket could send.
         """
-        self.offer(message)
-        if len(self._pending) < self.limits.max_pending:
+        if self.detached:
+            return self.conn._done
+        self._number_frame(message, frame_of(message))
+        if len(self._unsent) < self.limits.max_pending:
             return self.conn._done
         waiter = asyncio.get_running_loop().create_future()
         if self._waiters is None:
@@ -220,24 +255,112 @@ class Session:
             self._waiters.append(waiter)
         return waiter
 
+    def _number_frame(self, message: Message, frame: Frame) -> bool:
+        """Number a message stored in full; False when the session gave up (too much waits)."""
+        if self._too_many():
+            return False
+        self._close_open()
+        self.seq += 1
+        last = self._items[-1] if self._items else None
+        if (
+            last is not None
+            and type(last[1]) is list
+            and last[0] + len(last[1]) == self.seq
+            and len(last[1]) < MAX_BATCH
+        ):
+            last[1].append(frame)
+        else:
+            self._items.append((self.seq, [frame]))
+        self._queue(message)
+        self._mark()
+        return True
+
+    def _too_many(self) -> bool:
+        """Fan-out cannot wait: a member whose waiting messages reach ``4 * max_pending`` (its
+        client or the store cannot keep up) is closed with 1013, and resumes."""
+        if len(self._unsent) + len(self._out) >= 4 * self.limits.max_pending and not self.conn.ended:
+            self._give_up(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            return True
+        return False
+
+    def _close_open(self) -> None:
+        """The open run ends: its room's cursor is the last position numbered there."""
+        room = self._open
+        if room is not None:
+            self._open = None
+            self.cursors[room] = self._open_last
+            if self._cursors_dirty is None:
+                self._cursors_dirty = {}
+            self._cursors_dirty[room] = self._open_last
+
+    def _unstored(self) -> int | None:
+        """The first seq of an entry not stored yet (taken or not), or None."""
+        if self._inflight is not None:
+            return self._inflight
+        return self._items[0][0] if self._items else None
+
+    def _queue(self, message: Message) -> None:
+        """The message just numbered waits for the entries before it, or goes on at once."""
+        self._direct = False
+        if self._unsent or self._unstored() is not None:
+            if not self._unsent:
+                self._unsent_seq = self.seq
+            self._unsent.append(message)
+        elif self._held is not None:
+            self._held.append(message)
+        else:
+            self.hand_over([message])
+
+    def _mark(self) -> None:
+        if not self._marked and not self._paused:
+            self._marked = True
+            self.flusher.mark(self)
+
+    def _update_direct(self) -> None:
+        self._direct = not (
+            self._unsent
+            or self._items
+            or self._inflight is not None
+            or self._out
+            or self._held is not None
+            or self._live_hold is not None
+            or self.detached
+        )
+
+    # -- storing (the flusher's rounds) -----------------------------------------------------------
+
     def take(self) -> _Batch | None:
-        """The flusher's round: the next batch of pending frames, and how to store it."""
+        """The flusher's round: the next batch of entries, and how to store it."""
         self._marked = False
-        if not self._pending or self.detached:
+        if self.detached or self._paused or not (self._items or self._rooms_dirty or self._cursors_dirty):
             return None
-        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        frames, self._frames = self._frames[:MAX_BATCH], self._frames[MAX_BATCH:]
-        keep_from = self._keep_from(frames)
-        cursors = self._cursors_of_batch(self.stored + len(batch))
-        append = (self.id, self.owner, self.stored + 1, frames, keep_from, self.limits.window, cursors)
+        items, frames = [], 0
+        while self._items and frames < MAX_BATCH:
+            entry = self._items.pop(0)
+            items.append(entry)
+            if type(entry[1]) is list:
+                frames += len(entry[1])
+                self._retain(entry[0], entry[1])
+        write = Write(
+            self.id,
+            self.owner,
+            items,
+            self.keep_from(),
+            self.limits.window,
+            self._cursors_dirty,
+            dict(self.rooms) if self._rooms_dirty else None,
+        )
+        self._rooms_dirty, self._cursors_dirty = False, None
         self._storing = True
-        return _Batch(batch, cursors, append)
+        self._inflight = items[0][0] if items else None
+        return _Batch(write)
 
     def stored_batch(self, batch: _Batch, result: bool | BaseException | None) -> list[Message] | None:
         """The flusher stored ``batch`` (``True``), was refused (``False``: the session was taken
-        over elsewhere; ``None``: the store lost it) or failed; returns the frames to
+        over elsewhere; ``None``: the store lost it) or failed; returns the messages to
         :meth:`hand_over` now, if any."""
         self._storing = False
+        self._inflight = None
         if isinstance(result, BaseException):
             logger.error("session %s: could not store outgoing messages (%s): closing", self.id, result)
             self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
@@ -245,22 +368,53 @@ class Session:
         if result is not True:
             self._refused(result)
             return None
-        self.stored += len(batch.messages)
-        if batch.cursors:
-            self.cursors.update(batch.cursors)
-        if self._pending:  # more than one batch, or numbered while this one was stored
-            if not self._marked:
-                self._marked = True
-                self.flusher.mark(self)
+        if self._items or self._rooms_dirty or self._cursors_dirty:  # more than one batch, or new ones
+            self._mark()
         else:
             self._wake(self._drained_waiters())
-        if self._waiters is not None and len(self._pending) < self.limits.max_pending:
+        released = self._released()
+        if self._waiters is not None and len(self._unsent) < self.limits.max_pending:
             waiters, self._waiters = self._waiters, None
             self._wake(waiters)
         if self._held is not None:
-            self._held.extend(batch.messages)
+            self._held.extend(released)
             return None
-        return batch.messages
+        if not released:
+            self._update_direct()
+        return released
+
+    def _released(self) -> list[Message]:
+        """The waiting messages no unstored entry comes before."""
+        unsent = self._unsent
+        if not unsent:
+            return []
+        unstored = self._unstored()
+        limit = unstored if unstored is not None else self.seq + 1
+        count = min(len(unsent), limit - self._unsent_seq)
+        if count <= 0:
+            return []
+        if count == len(unsent):
+            released = list(unsent)
+            unsent.clear()
+        else:
+            released = [unsent.popleft() for _ in range(count)]
+        self._unsent_seq += count
+        return released
+
+    def _retain(self, seq: int, frames: list[Frame]) -> None:
+        """Record stored frames; the oldest beyond the bounds are dropped (``keep_from`` passes them)."""
+        retained, limits = self._retained, self.limits
+        for offset, frame in enumerate(frames):
+            retained.append((seq + offset, len(frame)))
+            self._retained_bytes += len(frame)
+        while retained and (len(retained) > limits.max_messages or self._retained_bytes > limits.max_bytes):
+            dropped, size = retained.popleft()
+            self._retained_bytes -= size
+            self._floor = dropped + 1
+
+    def keep_from(self) -> int:
+        """The oldest seq a resume may still need."""
+        return max(self._acked + 1, self._floor)
 
     def _drained_waiters(self) -> list[asyncio.Future[None]]:
         drained, self._drained = self._drained, None
@@ -272,62 +426,50 @@ class Session:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _cursors_of_batch(self, last_seq: int) -> dict[str, str] | None:
-        """The rooms' positions reached by the frames up to ``last_seq``, stored with them."""
-        moves = self._moves
-        if not moves or moves[0][0] > last_seq:
-            return None
-        cursors: dict[str, str] = {}
-        while moves and moves[0][0] <= last_seq:
-            _, room, position = moves.popleft()
-            cursors[room] = position
-        return cursors
+    # -- handing over to the socket ---------------------------------------------------------------
 
     def hand_over(self, messages: list[Message]) -> None:
-        """Give stored frames to the outbound path in order; once its queue is full (its policy
-        is ``block``, falling back to closing with 1013: never a dropped frame), the rest wait
-        in ``_out`` for one task that awaits room."""
-        if self._handing is not None:
+        """Give numbered messages to the outbound path in order; once its queue is full (its
+        policy is ``block``, falling back to closing with 1013: never a dropped frame), the rest
+        wait in ``_out`` for one task that awaits room."""
+        if self._out:
             self._out.extend(messages)
             return
-        outbound, conn = self.conn.outbound, self.conn
+        conn, write_now = self.conn, self._write_now
         for index, message in enumerate(messages):
             if conn.ended or conn.closing:
-                self.offered += len(messages) - index  # stored: the client gets them by resuming
-                return
+                self.offered += len(messages) - index  # recoverable: the client gets them by resuming
+                break
             try:
-                if outbound.write_now(message) == SLOW:
-                    self._out.extend(messages[index:])
-                    self._handing = asyncio.get_running_loop().create_task(self._hand_over_slowly())
+                if write_now(message) == SLOW:
+                    self._wait_for_room(messages[index:])
                     return
             except (OSError, RuntimeError):
-                pass  # the socket broke; the connection ends, the frames stay stored
+                pass  # the socket broke; the connection ends, the messages stay recoverable
             self.offered += 1
+        self._update_direct()
+
+    def _wait_for_room(self, messages: list[Message]) -> None:
+        self._out.extend(messages)
+        self._direct = False
+        if self._handing is None:
+            self._handing = asyncio.get_running_loop().create_task(self._hand_over_slowly())
 
     async def _hand_over_slowly(self) -> None:
         outbound, out = self.conn.outbound, self._out
         try:
             while out:
-                message = out.popleft()
+                message = out[0]
                 if not (self.conn.ended or self.conn.closing):
                     with contextlib.suppress(OSError, RuntimeError):  # the connection is ending
-                        await outbound.send(message)
+                        await outbound.send(message)  # block, then 1013: the outbound's policy
+                out.popleft()
                 self.offered += 1
         finally:
             self._handing = None
+            self._update_direct()
 
-    def _keep_from(self, frames: list[bytes]) -> int:
-        """Record the batch's sizes; return the oldest seq to keep under the history bounds."""
-        retained = self._retained
-        for frame in frames:
-            retained.append(len(frame))
-            self._retained_bytes += len(frame)
-        keep_from = self.stored + len(frames) + 1 - len(retained)
-        limits = self.limits
-        while retained and (len(retained) > limits.max_messages or self._retained_bytes > limits.max_bytes):
-            self._retained_bytes -= retained.popleft()
-            keep_from += 1
-        return keep_from
+    # -- refusals -------------------------------------------------------------------------------
 
     def _refused(self, result: bool | None) -> None:
         """The store refused a write: another socket took the session over (4409), or the
@@ -340,8 +482,9 @@ class Session:
 
     def _give_up(self, code: int, reason: str) -> None:
         self.detached = True
-        self._pending.clear()
-        self._frames.clear()
+        self._direct = False
+        self._items.clear()
+        self._unsent.clear()
         self._wake([*self._drained_waiters(), *(self._waiters or ())])
         self._waiters = None
         self.conn.close(code, reason)
@@ -350,20 +493,15 @@ class Session:
 
     def ack(self, seq: int) -> None:
         """The client has every frame up to ``seq``: they need not be kept."""
+        if seq > self._acked:
+            self._acked = seq
         retained = self._retained
-        first = self.stored + 1 - len(retained)
-        while retained and first <= seq:
-            self._retained_bytes -= retained.popleft()
-            first += 1
-
-    def keep_from(self) -> int:
-        return self.stored + 1 - len(self._retained)
+        while retained and retained[0][0] <= seq:
+            self._retained_bytes -= retained.popleft()[1]
 
     def _touch(self) -> Awaitable[bool | None]:
-        """Extend the session's life, trim acked frames, save its rooms and stored positions."""
-        return self.store.touch(
-            self.id, self.owner, self.keep_from(), self.limits.window, dict(self.rooms), dict(self.cursors)
-        )
+        """Extend the session's life and trim acked frames (memberships go with writes, in order)."""
+        return self.store.touch(self.id, self.owner, self.keep_from(), self.limits.window, None, dict(self.cursors))
 
     def token(self) -> str:
         return self.signer.sign(self.id, self.identity, self.generation)
@@ -395,11 +533,13 @@ class Session:
     async def finish(self, *, ended_by_client: bool) -> None:
         """The socket is gone: store what is pending, then keep the session for the window,
         or forget it when the client closed it for good (close code 1000)."""
-        if (self._pending or self._storing) and not self.detached:
+        if (self._items or self._rooms_dirty or self._cursors_dirty or self._storing) and not self.detached:
             if self._drained is None:
                 self._drained = asyncio.get_running_loop().create_future()
+            self._mark()
             await self._drained
         self.detached = True
+        self._direct = False
         try:
             if ended_by_client:
                 await self.store.delete(self.id, self.owner)
@@ -410,96 +550,100 @@ class Session:
                 "session %s: could not update the store at disconnect: %s", self.id, exc, key="disconnect"
             )
 
-    def hold(self) -> None:
-        """Hold new frames back (stored, not sent) until :meth:`replay` has sent the missed ones."""
-        self._held = []
+    # -- memberships (Rooms calls these: the MembershipSink protocol) -----------------------------
 
-    async def replay(self, frames: list[bytes]) -> None:
-        """Send stored frames again, in order, after ``resumed`` (they keep their seqs), then
-        the frames held back meanwhile.
-
-        Replay waits for room in the outbound queue rather than overflowing it.
-        """
-        send = self.conn.outbound.send
-        for frame in frames:
-            size = len(frame)
-            self._retained.append(size)
-            self._retained_bytes += size
-            self.offered += 1
-            message = message_of(frame)
-            message["asgi_ws"] = {"overflow": "block"}
-            await send(message)
-        held, self._held = self._held or [], None
-        self.hand_over(held)
-
-    # -- rooms -----------------------------------------------------------------------------------
-
-    def joined(self, room: str, fmt: str, position: str | None) -> None:
-        """Rooms calls this once the room's subscription is up: the membership comes back with a
-        resume, and (history brokers) the room's messages after ``position`` are the session's."""
-        changed = self.rooms.get(room) != fmt
-        self.rooms[room] = fmt
-        if position is not None and room not in self.cursors:  # a resume keeps the older cursor
+    def joined(self, room: str, membership: Membership, position: str | None) -> None:
+        """A membership began or changed; with a history broker, the room's messages after
+        ``position`` are the session's (a resume keeps an older cursor)."""
+        if self.rooms.get(room) != membership:
+            self.rooms[room] = membership
+            self._rooms_dirty = True
+            self._mark()
+        if position is not None and room not in self.cursors and room != self._open:
             self.cursors[room] = position
-            changed = True
-        if changed:
-            self._save_rooms()
+            if self._cursors_dirty is None:
+                self._cursors_dirty = {}
+            self._cursors_dirty[room] = position
+            self._mark()
+
+    def left(self, room: str) -> None:
+        """The application left ``room``; leaving because the socket ended keeps the membership
+        for a resume. A run of the room ends here (an end entry)."""
+        if self.conn.ended or self.rooms.pop(room, None) is None:
+            return
+        self._rooms_dirty = True
+        if room == self._open:
+            self._close_open()
+            self._items.append((self.seq + 1, []))
+        self.cursors.pop(room, None)
+        self._mark()
+
+    # -- resuming (the middleware's resume calls these) -----------------------------------------
+
+    def pause(self) -> None:
+        """Before the takeover: nothing may be written (the store would refuse it, and close us)."""
+        self._paused = True
+
+    def unpause(self) -> None:
+        self._paused = False
+        if self._items or self._rooms_dirty or self._cursors_dirty:
+            self._mark()
+
+    def hold(self) -> None:
+        """Hold released messages back until :meth:`replay` has sent the missed ones."""
+        self._held = []
+        self._direct = False
 
     def hold_live(self) -> None:
         """Keep live room messages aside, unnumbered, while a resume fills the rooms' gaps."""
         self._live_hold = []
+        self._direct = False
 
-    def fill(self, room: str, missed: list[tuple[str, Message]]) -> int:
+    def continue_from(self, seq: int, offered: int, open_run: tuple[str, str] | None) -> None:
+        """The session as taken over: ``seq`` numbered (the replay included), ``offered`` the
+        client's count, and the open run (room, last position) that live messages continue."""
+        self.seq = seq
+        self.offered = offered
+        self._acked = max(self._acked, offered)
+        self._floor = max(self._floor, offered + 1)
+        if open_run is not None:
+            self._open, self._open_last = open_run
+
+    def fill(self, room: str, missed: list[tuple[str, Message]]) -> None:
         """Number the room messages the session missed (from the broker's history), in order."""
         held, self._live_hold = self._live_hold, None
         try:
             for position, message in missed:
-                self.offer_from(message, room, position)
+                self._deliver(message, RoomMark(room, position, previous(position)))
         finally:
             self._live_hold = held
-        if missed:
-            self._filled[room] = missed[-1][0]
-        return len(missed)
 
     def drop_live(self) -> None:
         """The resume failed: forget the live room messages kept aside."""
         self._live_hold = None
-        self._filled = {}
+        self._update_direct()
 
-    def release_live(self) -> None:
-        """Number the live room messages kept aside, except those the fill already covered."""
+    def release_live(self, reached: dict[str, str]) -> None:
+        """Number the live room messages kept aside, except those the replay and the fill
+        already covered (at or before ``reached[room]``)."""
         held, self._live_hold = self._live_hold or [], None
-        reached, self._filled = self._filled, {}
-        for message, room, position in held:
-            cursor = reached.get(room) or self.cursors.get(room)
-            if position is not None and cursor is not None and position_key(position) <= position_key(cursor):
-                continue  # it came in the fill
-            self.offer_from(message, room, position)
+        for message, mark in held:
+            cursor = reached.get(mark[0]) if mark is not None else None
+            if mark is not None and cursor is not None and position_key(mark[1]) <= position_key(cursor):
+                continue  # it came in the replay or the fill
+            self._deliver(message, mark)
+        self._update_direct()
 
-    def left(self, room: str) -> None:
-        """Rooms calls this; leaving because the socket ended keeps the membership for a resume."""
-        if not self.conn.ended and self.rooms.pop(room, None) is not None:
-            self._save_rooms()
-
-    def _save_rooms(self) -> None:
-        spawn(self._touch_rooms())
-
-    async def _touch_rooms(self) -> None:
-        try:
-            await self._touch()
-        except Exception as exc:
-            _store_trouble.warning("session %s: could not record its rooms: %s", self.id, exc, key="rooms")
-
-
-_TASKS: set[asyncio.Task[Any]] = set()
-
-
-def spawn(coro: Coroutine[Any, Any, Any]) -> None:
-    """Run ``coro`` in the background, keeping a reference until it is done (store writes a
-    connection's end or a timer starts, which nobody awaits)."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
+    async def replay(self, messages: list[Message]) -> None:
+        """Send the missed messages, in order, after ``resumed`` (they keep their seqs), then
+        those held back meanwhile. Replay waits for room in the outbound queue rather than
+        overflowing it."""
+        send = self.conn.outbound.send
+        for message in messages:
+            self.offered += 1
+            await send({**message, "asgi_ws": {"overflow": "block"}})
+        held, self._held = self._held or [], None
+        self.hand_over(held)
 
 
 def session_of(conn: Connection) -> Session | None:

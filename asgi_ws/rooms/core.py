@@ -1,10 +1,15 @@
 """Rooms: named groups of WebSocket connections, in every worker process, on a pluggable broker.
 
 A process holds **one** broker subscription per room however many of its connections are
-members, encodes each message **once**, and hands it to each local member's bounded outbound
-path without awaiting (:meth:`~asgi_ws.outbound.Outbound.offer`): a slow member never stalls
-a room, and the fan-out loop is as short as it can be. Local members receive a publish at
-once; the broker carries it to the other processes, and a process ignores its own echo.
+members, encodes each message **once** per member format, and hands it to each local member's
+delivery sink without awaiting (:mod:`asgi_ws.delivery`: the connection's outbound path, or
+the resumable session that installed itself there): a slow member never stalls a room, and
+the fan-out loop, one for every kind of member, is as short as it can be.
+
+Without history, the broker write of a publish starts first and the local members receive at
+once; the broker carries it to the other processes, and a process ignores its own echo. With
+history (``?history=N``) every member, local ones too, receives through the broker, in the
+order of the room's positions, each message with its :class:`~asgi_ws.delivery.RoomMark`.
 """
 
 from __future__ import annotations
@@ -13,9 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
-import json
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -25,24 +28,23 @@ from .. import log as _log
 from .._repeated import RepeatedLog
 from .._scope import user_identity
 from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
+from ..brokers.history import previous
 from ..connection import Connection, connection_of
+from ..delivery import Membership, MembershipSink, RoomMark
 from ..exceptions import ConfigurationError, PermissionDenied
-from ..outbound import OutboundTotals, QueueLimits
+from ..outbound import Outbound, OutboundTotals, QueueLimits
 from ..protocol import ProtocolError, is_text
-from ..resume.session import session_of
 from ..types import Message, Scope
 from . import envelope
 from .envelope import EnvelopeError, Format
-from .presence import PresenceEntry, PresenceEvent, PresenceTracker, check_meta
+from .presence import PresenceEntry, PresenceTracker, check_meta
+from .presence_link import PresenceCallback, PresenceLink
 
 logger = logging.getLogger("asgi_ws.rooms")
 
 Authorize = Callable[[Scope, str, str], "bool | str | Awaitable[bool | str]"]
-PresenceCallback = Callable[[PresenceEvent], object]
 MAX_ROOM_LENGTH = 200
-#: Presence messages waiting to be published at most (a broker outage); beyond, they are
-#: dropped, and the other nodes resynchronise from the sequence gap.
-MAX_PENDING_PRESENCE = 10_000
+_FORMATS: tuple[Format, ...] = ("raw", "channel")
 #: Malformed broker messages and presence messages dropped for a full backlog are counted one
 #: by one, and logged at once, then at most once per this many seconds with how many there were.
 MALFORMED_LOG_INTERVAL = 60.0
@@ -62,43 +64,42 @@ class RoomsStats:
 
 
 class _Member:
-    __slots__ = ("conn", "id", "offer", "rooms", "session", "user")
+    __slots__ = ("conn", "deliver", "id", "rooms", "sink", "user")
 
     def __init__(self, conn: Connection, member_id: str, user: str | None) -> None:
         self.conn = conn
         self.id = member_id
-        #: A resumable session numbers and stores what it is offered, and keeps each room's
-        #: position; its members are fanned out to through ``session.offer_from``.
-        self.session = session_of(conn)
-        # One bound method, kept: the fan-out loop calls it.
-        self.offer = self.session.offer_from if self.session is not None else conn.outbound.offer
         self.user = user
-        self.rooms: dict[str, Format] = {}
+        self.rooms: dict[str, Membership] = {}
+        self.sink = conn.sink
+        #: One bound method, kept: the fan-out loop calls it (and ``exclude`` compares it).
+        self.deliver = self.sink.deliver
 
 
 class _Room:
-    __slots__ = ("_snapshot", "channel", "lock", "members", "name", "subscribed")
+    __slots__ = ("_snapshot", "channel", "last", "lock", "members", "name", "subscribed", "watchers")
 
     def __init__(self, name: str, channel: str) -> None:
         self.name = name
         self.channel = channel
+        #: With history: the position after which every message reaches the members (the last
+        #: fanned out, or the newest when the subscription was made).
+        self.last: str | None = None
         self.members: dict[_Member, Format] = {}
+        self.watchers: dict[_Member, None] = {}
         self.lock = asyncio.Lock()
         self.subscribed = False
-        self._snapshot: tuple[tuple[Any, ...], ...] | None = None
+        self._snapshot: tuple[tuple[Format, tuple[Any, ...]], ...] | None = None
 
-    def snapshot(self) -> tuple[tuple[Any, ...], ...]:
-        """The members' offer methods: plain ones by format, then sessions' by format;
-        rebuilt only when membership changes."""
+    def snapshot(self) -> tuple[tuple[Format, tuple[Any, ...]], ...]:
+        """The members' sinks by format (formats without members left out); rebuilt only when
+        membership changes."""
         if self._snapshot is None:
-            groups: list[tuple[Any, ...]] = []
-            for sessions in (False, True):
-                for fmt in ("raw", "channel"):
-                    groups.append(
-                        tuple(
-                            m.offer for m, f in self.members.items() if f == fmt and (m.session is not None) is sessions
-                        )
-                    )
+            groups: list[tuple[Format, tuple[Any, ...]]] = []
+            for fmt in _FORMATS:
+                sinks = tuple(m.deliver for m, f in self.members.items() if f == fmt)
+                if sinks:
+                    groups.append((fmt, sinks))
             self._snapshot = tuple(groups)
         return self._snapshot
 
@@ -108,7 +109,7 @@ class Rooms:
 
     Args:
         broker: a broker URL (``memory://``, the default; ``redis://``, ``postgres://``,
-            ``nats://``) or a configured :class:`~asgi_ws.brokers.Broker`.
+            ``nats://``, ``amqp://``) or a configured :class:`~asgi_ws.brokers.Broker`.
         authorize: optional ``authorize(scope, room, action) -> True | False | reason``
             (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``. Only ``True``
             allows; ``False`` denies with ``forbidden``, a string denies with that reason.
@@ -150,9 +151,11 @@ class Rooms:
         self.default_limits = default_limits or QueueLimits(max_messages=1000, policy="drop_oldest")
         self.totals = OutboundTotals()
         self.stats = RoomsStats()
-        self._tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval, self._presence_malformed)
         self._repeated = RepeatedLog(logger, MALFORMED_LOG_INTERVAL)
-        self._presence_channel = f"{namespace}!presence"
+        tracker = PresenceTracker(self.node, presence_ttl or 3 * presence_interval, self._presence_malformed)
+        self._presence = PresenceLink(
+            self.broker, f"{namespace}!presence", tracker, presence_interval, self._repeated, self._watchers
+        )
         #: True when the broker keeps history (``?history=N``): resumed sessions get the room
         #: messages they missed; local members then receive through the broker too.
         self.history = self.broker.history_size > 0
@@ -162,8 +165,6 @@ class Rooms:
         self._members: dict[Connection, _Member] = {}
         self._by_id: dict[str, _Member] = {}
         self._ids = itertools.count(1)
-        self._callbacks: list[PresenceCallback] = []
-        self._presence_out: asyncio.Queue[dict[str, Any]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -187,11 +188,7 @@ class Rooms:
                 raise ConfigurationError("this Rooms instance was closed")
             await self.broker.connect(self._on_broker_message, self._on_broker_event)
             if self.presence_enabled:
-                self._presence_out = asyncio.Queue(MAX_PENDING_PRESENCE)
-                await self.broker.subscribe(self._presence_channel)
-                self._spawn(self._presence_sender())
-                self._spawn(self._presence_beats())
-                self._queue_presence(self._tracker.hello())
+                await self._presence.start(self._spawn)
             self._started = True
             logger.info("rooms on %s started (node %s)", self.broker.safe_url, self.node)
 
@@ -201,10 +198,7 @@ class Rooms:
             return
         self._closed = True
         if self._started and self.presence_enabled:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.broker.publish(self._presence_channel, _dumps({"t": "x", "n": self.node})), 2
-                )
+            await self._presence.goodbye()
         # Cancel until they end: on Python 3.11 asyncio.wait_for (redis-py's socket writes)
         # swallows a cancellation that arrives as the write completes, and the presence sender
         # would wait for its queue forever, and the shutdown with it.
@@ -225,7 +219,15 @@ class Rooms:
 
     # -- membership ------------------------------------------------------------------------
 
-    async def join(self, room: str, member: Any, *, meta: dict[str, Any] | None = None, format: Format = "raw") -> None:
+    async def join(
+        self,
+        room: str,
+        member: Any,
+        *,
+        meta: dict[str, Any] | None = None,
+        format: Format = "raw",
+        watch: bool = False,
+    ) -> None:
         """Make ``member`` (a Starlette/FastAPI WebSocket, a Channels consumer, a scope or a
         :class:`~asgi_ws.Connection`) a member of ``room``.
 
@@ -235,6 +237,10 @@ class Rooms:
         ``meta`` is shown to every client that asks for the room's presence: a dict of JSON
         (string keys, finite numbers, no lone surrogate), nested at most
         :data:`~asgi_ws.rooms.presence.MAX_META_DEPTH` deep.
+
+        ``watch=True`` sends the member's connection a ``presence_diff`` control frame for
+        every join and leave in the room, anywhere (docs/protocol.md); a member already in the
+        room starts watching it. A resumed session gets its rooms back with all three.
 
         Raises:
             PermissionDenied: ``authorize`` refused.
@@ -256,27 +262,33 @@ class Rooms:
         if state is None:
             state = self._rooms[room] = _Room(room, f"{self.namespace}:{room}")
             self._by_channel[state.channel] = state
-        added = entry not in state.members
-        if added:
+        membership = entry.rooms.get(room)
+        added = membership is None
+        if membership is None:
+            membership = entry.rooms[room] = Membership(format, dict(meta or {}), watch)
             state.members[entry] = format
             state._snapshot = None
-            entry.rooms[room] = format
             if self.presence_enabled:
-                out, event = self._tracker.join(room, entry.id, entry.user, meta or {})
-                self._queue_presence(out)
-                self._emit([event])
+                self._presence.join(room, entry.id, entry.user, membership.meta)
+        elif watch and not membership.watch:
+            membership = entry.rooms[room] = membership._replace(watch=True)
+        if membership.watch:
+            state.watchers[entry] = None
+        sink = entry.sink
+        follower = sink if isinstance(sink, MembershipSink) else None
+        if follower is not None:  # before any message of the room can reach it
+            follower.joined(room, membership, None)
         try:
             await self._sync_subscription(state)
-            # Where a session's view of the room starts: messages after it are its to get.
-            position = await self.broker.last_position(state.channel) if self.history and entry.session else None
         except BaseException:
             if added:  # a join that failed (broker down, cancelled) leaves no member behind
                 self._remove(entry, room)
                 with contextlib.suppress(Exception):
                     await self._sync_subscription(state)
             raise
-        if entry.session is not None:
-            entry.session.joined(room, format, position)
+        # Where a session's view of the room starts: the messages after it reach it, or its fill.
+        if follower is not None and state.last is not None and entry.rooms.get(room) == membership:
+            follower.joined(room, membership, state.last)
 
     async def leave(self, room: str, member: Any) -> None:
         """Remove ``member`` from ``room`` (nothing happens if it was not a member)."""
@@ -300,6 +312,11 @@ class Rooms:
         entry = self._members.get(_connection(member))
         return frozenset(entry.rooms) if entry else frozenset()
 
+    def membership(self, room: str, member: Any) -> Membership | None:
+        """How ``member`` is in ``room`` (format, meta, watch), or None if it is not."""
+        entry = self._members.get(_connection(member))
+        return entry.rooms.get(room) if entry else None
+
     def local_count(self, room: str) -> int:
         """How many of this process's connections are members of ``room``."""
         state = self._rooms.get(room)
@@ -307,12 +324,13 @@ class Rooms:
 
     def members(self, room: str) -> list[PresenceEntry]:
         """Every member of ``room`` in every process (presence), this process's first."""
-        return self._tracker.members(room)
+        return self._presence.tracker.members(room)
 
     def on_presence(self, callback: PresenceCallback) -> Callable[[], None]:
         """Call ``callback(event)`` for every join and leave anywhere; returns an unsubscribe function."""
-        self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+        callbacks = self._presence.callbacks
+        callbacks.append(callback)
+        return lambda: callbacks.remove(callback) if callback in callbacks else None
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -320,10 +338,11 @@ class Rooms:
         """Send ``data`` to every member of ``room`` in every process.
 
         ``data`` is sent as a binary message when it is ``bytes``, as text when it is a
-        ``str``, and JSON-encoded otherwise. ``exclude`` (a member) does not receive it, in any
-        process. With ``sender`` (a member) the ``publish`` action is authorized against its
-        scope. Returns how many local members it was handed to (0 with a history broker:
-        local members then receive through the broker).
+        ``str``, and JSON-encoded otherwise (an :class:`~asgi_ws.rooms.envelope.Payload` is
+        sent as it was encoded). ``exclude`` (a member) does not receive it, in any process.
+        With ``sender`` (a member) the ``publish`` action is authorized against its scope.
+        Returns how many local members it was handed to (0 with a history broker: local
+        members then receive through the broker).
 
         Raises:
             ValueError: ``data`` cannot be sent to clients (a lone surrogate in a string, a
@@ -336,47 +355,44 @@ class Rooms:
             await self._check(_connection(sender).scope, room, "publish")
         skip = self._members.get(_connection(exclude)) if exclude is not None else None
         self.stats.published += 1
-        # With history every member, local ones too, receives through the broker, in the
-        # order of the positions: the order a resumed session's gap is filled in.
-        delivered = 0 if self.history else self._fan_out(room, kind, payload, skip)
-        if self._remote:
-            await self.broker.publish(
-                f"{self.namespace}:{room}", envelope.encode(kind, payload, self.node, skip.id if skip else "")
-            )
+        if not self._remote:  # memory:// without history: nobody else to reach
+            return self._fan_out(room, kind, payload, skip)
+        channel = f"{self.namespace}:{room}"
+        frame = envelope.encode(kind, payload, self.node, skip.id if skip else "")
+        if self.history:
+            # Every member, local ones too, receives through the broker, in the order of the
+            # positions: the order in which a resumed session's gap is filled in.
+            await self.broker.publish(channel, frame)
+            return 0
+        # The broker write starts first, so that the other processes' members do not wait for
+        # this process's fan-out; it is awaited after (its failure is the caller's, as before).
+        write = asyncio.ensure_future(self.broker.publish(channel, frame))
+        await asyncio.sleep(0)  # the write's first step runs: the message is on its way
+        try:
+            delivered = self._fan_out(room, kind, payload, skip)
+        finally:
+            await write
         return delivered
 
     async def publish_many(self, rooms: Iterable[str], data: Any, *, exclude: Any = None, sender: Any = None) -> int:
         """:meth:`publish` the same ``data`` to several rooms; returns the local deliveries."""
-        return sum([await self.publish(room, data, exclude=exclude, sender=sender) for room in rooms])
+        encoded = envelope.payload_of(data)
+        return sum([await self.publish(room, encoded, exclude=exclude, sender=sender) for room in rooms])
 
     def _fan_out(
-        self, room: str, kind: envelope.Kind, payload: bytes, skip: _Member | None, position: str | None = None
+        self, room: str, kind: envelope.Kind, payload: bytes, skip: _Member | None, mark: RoomMark | None = None
     ) -> int:
         state = self._rooms.get(room)
         if state is None:
             return 0
-        raw, channel, session_raw, session_channel = state.snapshot()
-        skip_offer = skip.offer if skip is not None else None
+        skip_deliver = skip.deliver if skip is not None else None
         delivered = dropped = 0
-        for offers, fmt in ((raw, "raw"), (channel, "channel")):
-            if not offers:
-                continue
-            message = envelope.message_for(fmt, room, kind, payload)  # type: ignore[arg-type]
-            for offer in offers:  # the hot loop: no await, no allocation per member
-                if offer is skip_offer:
+        for fmt, sinks in state.snapshot():
+            message = envelope.message_for(fmt, room, kind, payload)
+            for deliver in sinks:  # the hot loop: no await, no allocation per member
+                if deliver is skip_deliver:
                     continue
-                if offer(message):
-                    delivered += 1
-                else:
-                    dropped += 1
-        for offers, fmt in ((session_raw, "raw"), (session_channel, "channel")):
-            if not offers:
-                continue
-            message = envelope.message_for(fmt, room, kind, payload)  # type: ignore[arg-type]
-            for offer in offers:  # resumable sessions: numbered, stored, and the room's position kept
-                if offer is skip_offer:
-                    continue
-                if offer(message, room, position):
+                if deliver(message, mark):
                     delivered += 1
                 else:
                     dropped += 1
@@ -398,7 +414,7 @@ class Rooms:
         for position, data in entries:
             try:
                 kind, body, _, _ = envelope.decode(data)
-            except EnvelopeError as exc:
+            except EnvelopeError as exc:  # never delivered live either: the next one's prev tells
                 self._malformed(f"a message of the history of {room!r}", exc)
                 continue
             missed.append((position, envelope.message_for(fmt, room, kind, body)))
@@ -407,8 +423,8 @@ class Rooms:
     # -- the broker's side ---------------------------------------------------------------------
 
     def _on_broker_message(self, channel: str, payload: bytes, position: str | None = None, /) -> None:
-        if channel == self._presence_channel:
-            self._on_presence_message(payload)
+        if channel == self._presence.channel:
+            self._presence.receive(payload, self._presence_malformed)
             return
         state = self._by_channel.get(channel)
         if state is None:
@@ -423,7 +439,11 @@ class Rooms:
                 return  # our own publish, already delivered locally
         else:
             self.stats.received += 1
-        self._fan_out(state.name, kind, body, self._by_id.get(exclude) if exclude else None, position)
+        mark = None
+        if position is not None:
+            mark = RoomMark(state.name, position, previous(position))
+            state.last = position
+        self._fan_out(state.name, kind, body, self._by_id.get(exclude) if exclude else None, mark)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
         if event.kind == "disconnected":
@@ -436,13 +456,15 @@ class Rooms:
                 event.url,
                 event.lost_seconds or 0.0,
             )
-            if self.presence_enabled:  # we may have missed others' changes, and they ours
-                self._queue_presence([*self._tracker.hello(), self._tracker.state()])
+            if self.presence_enabled:
+                self._presence.resync()
 
     async def _sync_subscription(self, state: _Room) -> None:
         """Make the broker subscription of ``state`` match whether it has members (one at a time)."""
         async with state.lock:
             if state.members and not state.subscribed:
+                if self.history:  # read first: what is published meanwhile is not lost, only not live
+                    state.last = await self.broker.last_position(state.channel)
                 await self.broker.subscribe(state.channel)
                 state.subscribed = True
             elif not state.members and state.subscribed:
@@ -467,20 +489,30 @@ class Rooms:
             entry = self._members[conn] = _Member(conn, f"{self.node}.{next(self._ids)}", identity)
             self._by_id[entry.id] = entry
             conn.on_end(lambda: self._forget_and_sync(entry))
+        elif entry.sink is not conn.sink:  # a session was installed or removed since
+            entry.sink, entry.deliver = conn.sink, conn.sink.deliver
+            for room in entry.rooms:
+                state = self._rooms.get(room)
+                if state is not None:
+                    state._snapshot = None
         return entry
 
-    def _remove(self, entry: _Member, room: str) -> None:
-        entry.rooms.pop(room, None)
-        session = session_of(entry.conn)
-        if session is not None:
-            session.left(room)
+    def _watchers(self, room: str) -> Iterable[Outbound]:
         state = self._rooms.get(room)
-        if state is not None and state.members.pop(entry, None) is not None:
-            state._snapshot = None
+        return [member.conn.outbound for member in state.watchers] if state is not None and state.watchers else ()
+
+    def _remove(self, entry: _Member, room: str) -> None:
+        if entry.rooms.pop(room, None) is not None:
+            sink = entry.sink
+            if isinstance(sink, MembershipSink):
+                sink.left(room)
+        state = self._rooms.get(room)
+        if state is not None:
+            state.watchers.pop(entry, None)
+            if state.members.pop(entry, None) is not None:
+                state._snapshot = None
         if self.presence_enabled:
-            out, event = self._tracker.leave(room, entry.id)
-            self._queue_presence(out)
-            self._emit([event] if event else [])
+            self._presence.leave(room, entry.id)
 
     def _forget(self, entry: _Member) -> None:
         for room in list(entry.rooms):
@@ -510,49 +542,17 @@ class Rooms:
             return
         raise PermissionDenied(verdict if isinstance(verdict, str) and verdict else "forbidden")
 
-    # -- presence ---------------------------------------------------------------------------------
+    async def check(self, member: Any, room: str, action: str) -> None:
+        """Ask ``authorize`` whether ``member`` may ``action`` (``"subscribe"``/``"publish"``) ``room``.
 
-    def _queue_presence(self, messages: list[dict[str, Any]]) -> None:
-        queue = self._presence_out
-        if queue is None:
-            return
-        for message in messages:
-            try:
-                queue.put_nowait(message)
-            except asyncio.QueueFull:
-                self._repeated.warning(
-                    "presence backlog full (broker down?): a message was dropped; peers will resync", key="backlog"
-                )
+        Raises:
+            PermissionDenied: it may not.
+        """
+        await self._check(_connection(member).scope, room, action)
 
-    async def _presence_sender(self) -> None:
-        assert self._presence_out is not None
-        while True:
-            message = await self._presence_out.get()
-            try:
-                await self.broker.publish(self._presence_channel, _dumps(message))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker outage: the sequence gap makes peers resync later
-                logger.debug("presence message not published: %r", exc)
+    # -- malformed input ----------------------------------------------------------------------------
 
-    async def _presence_beats(self) -> None:
-        while True:
-            await asyncio.sleep(self.presence_interval)
-            out, events = self._tracker.beat(time.monotonic())
-            self._queue_presence(out)
-            self._emit(events)
-
-    def _on_presence_message(self, payload: bytes) -> None:
-        try:
-            message = json.loads(payload)
-        except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
-            self._malformed("a presence message", exc)
-            return
-        out, events = self._tracker.receive(message, time.monotonic())  # checks every field
-        self._queue_presence(out)
-        self._emit(events)
-
-    def _presence_malformed(self, reason: str) -> None:
+    def _presence_malformed(self, reason: object) -> None:
         self._malformed("a presence message", reason)
 
     def _malformed(self, what: str, reason: object) -> None:
@@ -566,22 +566,10 @@ class Rooms:
             key="malformed",
         )
 
-    def _emit(self, events: list[PresenceEvent]) -> None:
-        for event in events:
-            for callback in list(self._callbacks):
-                try:
-                    callback(event)
-                except Exception:
-                    logger.exception("presence callback failed")
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _dumps(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _check_room(room: str) -> None:

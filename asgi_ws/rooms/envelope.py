@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..brokers.frames import FrameError, pack_frame, unpack_frame
 from ..types import Message
@@ -34,20 +34,35 @@ class EnvelopeError(ValueError):
     """Raised for bytes that are not an envelope of this library's version."""
 
 
-def payload_of(data: Any) -> tuple[Kind, bytes]:
-    """Classify and encode what the application published: bytes, str, or a JSON value.
+class Payload(NamedTuple):
+    """What was published, classified and encoded once (:func:`payload_of`).
+
+    Attributes:
+        kind: ``"json"``, ``"text"`` or ``"binary"``.
+        body: the encoded bytes (UTF-8 for json and text).
+    """
+
+    kind: Kind
+    body: bytes
+
+
+def payload_of(data: Any) -> Payload:
+    """Classify and encode what the application published: bytes, str, or a JSON value (a
+    :class:`Payload` is returned as it is: encode once, publish many).
 
     Raises:
         ValueError: ``data`` cannot be sent: a string with a lone surrogate (not Unicode
             text), a NaN or infinite number, a circular or too deeply nested structure.
         TypeError: ``data`` holds something that is not JSON-serialisable.
     """
+    if isinstance(data, Payload):
+        return data
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return "binary", bytes(data)
+        return Payload("binary", bytes(data))
     try:
         if isinstance(data, str):
-            return "text", data.encode()
-        return "json", _dumps_data(data).encode()
+            return Payload("text", data.encode())
+        return Payload("json", _dumps_data(data).encode())
     except UnicodeEncodeError:
         raise ValueError(
             "published data holds a lone surrogate (U+D800 to U+DFFF not in a pair): it is not Unicode text"
@@ -103,4 +118,4 @@ def message_for(fmt: Format, room: str, kind: Kind, payload: bytes) -> Message:
     return {"type": "websocket.send", "text": f'{{"channel":{_dumps(room)},"data":{data}}}'}
 
 
-__all__ = ["EnvelopeError", "Format", "Kind", "decode", "encode", "message_for", "payload_of"]
+__all__ = ["EnvelopeError", "Format", "Kind", "Payload", "decode", "encode", "message_for", "payload_of"]

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from asgi_ws import ResumeMiddleware, Rooms
 from asgi_ws.resume import MemorySessionStore
+from asgi_ws.resume.stores.base import Write
 from asgi_ws.types import Receive, Scope, Send
 from tests.resume import resume_app
 from tests.resume.wire import Stream, opened, read_until
@@ -50,7 +51,7 @@ async def test_an_abandoned_sessions_memory_is_freed_when_its_window_ends() -> N
         ws = await opened(server.ws_url("/"), stream)
         await ws.send("blob 20")  # 2 MB kept for a resume
         await read_until(ws, stream, got(20))
-        frames = weakref.ref(store._records[stream.session_id].frames)  # type: ignore[index]
+        frames = weakref.ref(store._records[stream.session_id].entries)  # type: ignore[index]
         ws.transport.abort()  # and never comes back; no other session is ever created
         async with asyncio.timeout(10):  # a guard: the window is half a second
             while len(store):
@@ -78,16 +79,16 @@ async def test_an_unencodable_text_fails_at_the_apps_send_and_numbers_nothing(ca
 
 
 class OneFailingSession(MemorySessionStore):
-    """A store whose appends for one session fail (a corrupt key, a script error)."""
+    """A store whose writes for one session fail (a corrupt key, a script error)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.failing: str | None = None
 
-    def _append(self, session_id: str, *args: Any) -> bool | None:
-        if session_id == self.failing:
+    def _write(self, write: Write) -> bool | None:
+        if write.session_id == self.failing:
             raise OSError("this session's record is broken")
-        return super()._append(session_id, *args)
+        return super()._write(write)
 
 
 async def test_a_store_error_of_one_session_is_its_own() -> None:

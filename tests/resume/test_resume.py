@@ -56,7 +56,9 @@ async def test_acknowledged_messages_are_trimmed_and_a_normal_close_ends_the_ses
     async with serve(resume_app.make_app(store)) as server:
         stream = Stream()
         ws = await opened(server.ws_url("/"), stream)
-        await ws.send("emit 1 101")
+        await ws.send("emit 1 61")  # stored entries are trimmed whole: 1-60 come before 61-100
+        await read_until(ws, stream, got(60))
+        await ws.send("emit 61 101")
         await read_until(ws, stream, got(100))
         record = store._records[stream.session_id]  # type: ignore[index]
         assert record.head == 100

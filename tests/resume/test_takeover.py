@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from asgi_ws import ResumeMiddleware
 from asgi_ws.resume import MemorySessionStore, SessionStore
-from asgi_ws.resume.redis_store import RedisSessionStore
+from asgi_ws.resume.stores.redis import RedisSessionStore
 from tests.resume import resume_app
 from tests.resume.wire import Stream, expected, opened, read_until, refused
 from tests.support.server import RunningServer, serve
