@@ -2,7 +2,8 @@
 
 Client messages: ``emit A B`` sends the texts ``A`` .. ``B-1`` (binary for multiples of 7, to
 cover both frame types); ``join R`` joins room R, ``leave R`` leaves it; ``publish R X``
-publishes X to room R.
+publishes X to room R; ``count R N`` publishes ``0`` .. ``N-1`` to room R, ``blobs R N SIZE``
+N messages of SIZE bytes.
 ``ASGI_WS_TEST_STORE`` / ``ASGI_WS_TEST_BROKER`` choose the session store and the broker, so
 two server processes can share them.
 """
@@ -47,6 +48,9 @@ def numbers_app(rooms: Rooms) -> Any:
             elif command == "count":  # publish "0" .. "N-1", one by one
                 for i in range(int(args[1])):
                     await rooms.publish(args[0], str(i))
+            elif command == "blobs":  # publish N messages of SIZE bytes: "<i>:xxx..."
+                for i in range(int(args[1])):
+                    await rooms.publish(args[0], f"{i}:".ljust(int(args[2]), "x"))
 
     return numbers
 
