@@ -104,6 +104,19 @@ class PostgresServer(OwnServer):
             "-c", "fsync=off",
         ]  # fmt: skip
 
+    def start(self) -> None:
+        super().start()
+        # The port opens while PostgreSQL still recovers ("the database system is starting
+        # up", after a SIGKILL): wait until it accepts connections.
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-t", "1"],
+            capture_output=True,
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on port {self.port} did not accept connections within 30 s")
+            time.sleep(0.05)
+
     def kill(self) -> None:
         # runuser is our child, the postmaster its: SIGKILL the postmaster (its pid is the
         # first line of postmaster.pid), as a crash would; its backends exit on their own.
