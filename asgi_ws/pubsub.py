@@ -21,8 +21,8 @@ from .drain import DRAIN_TIMEOUT, drain
 from .exceptions import ConfigurationError, PermissionDenied
 from .protocol import ProtocolError, field
 from .rooms import Rooms
-from .rooms.core import MAX_ROOM_LENGTH
 from .rooms.envelope import payload_of
+from .rooms.members import MAX_ROOM_LENGTH
 from .rooms.presence import check_meta
 from .types import Receive, Scope, Send
 

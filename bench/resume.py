@@ -13,9 +13,20 @@ Two measurements, each side by side in one run:
    all, the client reconnects with its token and ``ws_seq=0``; the time from starting the
    reconnection to holding the 1,000th replayed message.
 
+3. **Room replay** (``--room-replay``): a resumable member of a room on a Redis history broker
+   misses 1,000 room messages (its connection dropped), then resumes: the same timing, the
+   messages now numbered from the room's history rather than stored per session.
+4. **Handshake burst** (``--burst N``): N resumable clients connect at once to one server on the
+   Redis store; how many got a session, how many ``resume_failed``/``store_unavailable`` (the
+   store's connection pool exhausted), and the time until every one had its answer. Run it with
+   the pool's options in the store URL (``--burst-store-options max_connections=32&timeout=5``,
+   the defaults before) to compare.
+
 The load client is picows (C-speed), one process.
 
     python bench/resume.py [--messages 20000] [--rounds 7] [--replay 1000] [--ws websockets-sansio]
+    python bench/resume.py --room-replay 1000 --rounds 7
+    python bench/resume.py --burst 5000 [--burst-store-options 'max_connections=32&timeout=5']
 """
 
 from __future__ import annotations
@@ -112,13 +123,100 @@ async def replay_round(server: ServerProcess, count: int, prefix: str, redis: ai
     return end - start
 
 
+class Answer(WSListener):  # type: ignore[misc]
+    """Waits for the first control message of a resumable connection (session or resume_failed)."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.get_event_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.TEXT and not self.first.done():
+            payload = frame.get_payload_as_bytes()
+            if payload.startswith(CONTROL):
+                control = json.loads(payload)
+                self.first.set_result(control.get("code") or control["$ws"])
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.first.done():
+            self.first.set_result("disconnected")
+
+
+async def burst(count: int, options: str, ws: str) -> None:
+    """``count`` resumable handshakes at once against the Redis store: the answers, and how long."""
+    prefix = f"asgi_ws_bench_{uuid.uuid4().hex[:8]}:"
+    store = f"{REDIS}?prefix={prefix}" + (f"&{options}" if options else "")
+    env = {**os.environ, "ASGI_WS_BENCH_STORE": store}
+    with uvicorn_process("bench.resume_app:app", ws=ws, env=env, extra=["--backlog", "8192"]) as server:
+        start = time.perf_counter()
+        pairs = await asyncio.gather(
+            *(ws_connect(Answer, server.ws_url("/?ws_resume=new")) for _ in range(count)), return_exceptions=True
+        )
+        listeners = [pair[1] for pair in pairs if not isinstance(pair, BaseException)]
+        answers = await asyncio.wait_for(asyncio.gather(*(listener.first for listener in listeners)), 120)
+        elapsed = time.perf_counter() - start
+        for transport, _ in (pair for pair in pairs if not isinstance(pair, BaseException)):
+            transport.disconnect()
+    counts: dict[str, int] = {}
+    for answer in answers:
+        counts[answer] = counts.get(answer, 0) + 1
+    refused = count - len(listeners)
+    print(f"\nBurst of {count:,} resumable handshakes, store options {options or '(defaults)'}\n")
+    print(table(["answer", "connections"], [[name, f"{n:,}"] for name, n in sorted(counts.items())] + (
+        [["handshake failed", f"{refused:,}"]] if refused else [])))  # fmt: skip
+    print(f"\nevery answer within {elapsed:.2f} s")
+
+
+async def room_replay_round(server: ServerProcess, count: int) -> float:
+    """Seconds from reconnecting to holding the ``count``-th missed room message (Redis history):
+    the member got one room message (its run is open), then its connection dropped."""
+    _, member = await ws_connect(lambda: Reader(2), server.ws_url("/?ws_resume=new"))
+    await member.first_control
+    _, publisher = await ws_connect(lambda: Reader(2), server.ws_url("/"))
+    member.transport.send(WSMsgType.TEXT, b"join")  # "joined", then the first room message
+    await asyncio.sleep(0.1)
+    publisher.transport.send(WSMsgType.TEXT, b"publish 1")
+    await asyncio.wait_for(member.done, 10)
+    token = member.token
+    member.transport.disconnect()  # drop the TCP connection
+    publisher.transport.send(WSMsgType.TEXT, f"publish {count}".encode())
+    await asyncio.wait_for(publisher.done, 30)  # "published" twice: every message is in the history
+    start = time.perf_counter()
+    _, again = await ws_connect(lambda: Reader(count), server.ws_url(f"/?ws_resume={quote(token or '')}&ws_seq=2"))
+    end = await asyncio.wait_for(again.done, 30)
+    for reader in (again, publisher):
+        reader.transport.send_close(1000)
+        reader.transport.disconnect()
+    return end - start
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--replay", type=int, default=1000)
+    parser.add_argument("--room-replay", type=int, default=0, help="measure this replay of room messages instead")
+    parser.add_argument("--burst", type=int, default=0, help="measure this many handshakes at once instead")
+    parser.add_argument("--burst-store-options", default="", help="redis-py options of the store URL (a&b=c)")
     parser.add_argument("--ws", default="websockets-sansio")
     args = parser.parse_args()
+    if args.burst:
+        await burst(args.burst, args.burst_store_options, args.ws)
+        return
+    if args.room_replay:
+        env = {
+            **os.environ,
+            "ASGI_WS_BENCH_STORE": f"{REDIS}?prefix=asgi_ws_bench_{uuid.uuid4().hex[:8]}:",
+            "ASGI_WS_BENCH_BROKER": f"{REDIS}?prefix=asgi_ws_bench_{uuid.uuid4().hex[:8]}:&history=10000",
+        }
+        with uvicorn_process("bench.resume_app:app", ws=args.ws, env=env) as server:
+            await room_replay_round(server, args.room_replay)  # warm-up
+            times = [await room_replay_round(server, args.room_replay) for _ in range(args.rounds)]
+        what = f"{args.room_replay:,} missed room messages (Redis store, Redis history)"
+        print(f"\nReplay of {what}, {args.rounds} rounds\n")
+        print(table(["median ms", "min ms", "max ms", "messages/s"], [[
+            f"{median(times) * 1000:.1f}", f"{min(times) * 1000:.1f}", f"{max(times) * 1000:.1f}",
+            f"{args.room_replay / median(times):,.0f}"]]))  # fmt: skip
+        return
     prefix = f"asgi_ws_bench_{uuid.uuid4().hex[:8]}:"
     env_memory = {**os.environ, "ASGI_WS_BENCH_STORE": "memory://"}
     env_redis = {**os.environ, "ASGI_WS_BENCH_STORE": f"{REDIS}?prefix={prefix}"}

@@ -66,9 +66,13 @@ def after_history(
     if first > expected:
         return None  # trimmed: the message after `after` is no longer kept
     result = list(entries)
-    for offset, (kept, _) in enumerate(result):  # never a partial answer, whatever the broker read
-        if position_key(kept) != (epoch, expected + offset):
-            return None
+    # Never a partial answer, whatever the broker read: a history is in strictly increasing
+    # order, so its first and last positions, and its length, tell whether it has a hole.
+    if result and (
+        position_key(result[0][0]) != (epoch, expected)
+        or position_key(result[-1][0]) != (epoch, expected + len(result) - 1)
+    ):
+        return None
     return result
 
 

@@ -94,17 +94,15 @@ async def _run(
         if not missed or missed[0][0] != position(epoch, at):
             raise _too_old(run.room)
         missed = missed[1:]
-    expected = at + 1
-    count = 0
-    for kept, message in missed:
-        if (last is not None and first + (expected - base) - 1 > last) or position_key(kept) != (epoch, expected):
-            break
-        result.replay.append(message)
-        expected += 1
-        count += 1
-    if last is not None and start + count - 1 < last:
+    # The history is consecutive (brokers/history.py): the run's messages are a prefix of it,
+    # within the run's epoch, and no further than the run's last seq.
+    count = len(missed) if last is None else min(len(missed), last - start + 1)
+    while count and position_key(missed[count - 1][0]) != (epoch, at + count):
+        count -= 1  # past the run's epoch: the history was created again
+    if last is not None and count < last - start + 1:
         raise _too_old(run.room)  # the history no longer holds all of a closed run
-    reached = position(epoch, expected - 1)
+    result.replay += [message for _, message in missed[:count]]
+    reached = position(epoch, at + count)
     result.reached[run.room] = reached
     if last is None:
         result.open_run = (run.room, reached)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from ..close_codes import CloseCode
 
 if TYPE_CHECKING:
-    from .session import Session, _Batch
+    from .numbering import Numbering as Session
+    from .numbering import _Batch
     from .stores.base import SessionStore
 
 logger = logging.getLogger("asgi_ws.resume")

@@ -1,81 +1,36 @@
-"""One resumable session on one connection: numbering, storing before sending, acks, renewal.
+"""One resumable session on one connection (``scope["asgi_ws"]["session"]``).
 
-The wire carries no sequence numbers: the client counts the data frames it receives (control
-frames excluded), and the server numbers them the same way, so the n-th data frame of a
-session is seq n on both sides. Resumption therefore costs application messages nothing in
-size, and plain clients are never involved.
-
-The session is its connection's delivery sink (:mod:`asgi_ws.delivery`), and the
-application's ``send`` for data frames. Each message gets the next seq, and must be storable
-or recoverable before it is written to the socket (docs/internals.md, "Numbering"):
-
-- a room message that continues the session's open run (same room, ``prev`` the last
-  position numbered there) is in the room's history already: written at once, no store write;
-- anything else starts an entry of the session's log (a run, or frames stored in full), which
-  the middleware's one :class:`~asgi_ws.resume.flusher.SessionFlusher` stores with every other
-  session's in one store call a round; the message and those after it wait for it.
-
-A numbered message is never dropped by a queue policy: the connection's policy becomes
-``block`` (falling back to closing with 1013), and the client resumes from the last frame it
-really received. The application does not wait for the store unless ``max_pending`` messages
-wait (then its ``send`` waits: backpressure).
+Its message engine (numbering, storing before sending, handing over) is
+:class:`~asgi_ws.resume.numbering.Numbering`; :class:`Session` adds the rest of its life:
+acknowledgements, tokens and renewals in the store, its end (kept for the window, or
+forgotten on a normal close), the memberships Rooms tells it about (the
+:class:`~asgi_ws.delivery.MembershipSink` protocol), and the steps of a resume, which the
+middleware's handshake drives (docs/internals.md, "The resume, step by step").
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from .._background import spawn
-from .._repeated import RepeatedLog
 from ..brokers.base import position_key
 from ..brokers.history import previous
-from ..close_codes import CloseCode
 from ..delivery import Membership, RoomMark
 from ..outbound import SLOW
 from ..types import Message
-from .frames import Frame, frame_of
-from .stores.base import Entry, Run, SessionStore, Write
+from .numbering import Numbering, SessionLimits, store_trouble
+from .pending import MAX_BATCH
 
 if TYPE_CHECKING:
     from ..connection import Connection
-    from .flusher import SessionFlusher
-    from .tokens import TokenSigner
 
 logger = logging.getLogger("asgi_ws.resume")
-#: A store outage fails every session at once: its lines at once, then at most one a minute each.
-_store_trouble = RepeatedLog(logger, 60.0)
-
-#: Frames stored by one store call at most (Redis scripts take a bounded argument list).
-MAX_BATCH = 4000
 
 
-class _Batch:
-    """Entries taken from a session for one store call."""
-
-    __slots__ = ("write",)
-
-    def __init__(self, write: Write) -> None:
-        self.write = write
-
-
-class SessionLimits:
-    """Bounds of one session's retained frames and of its waiting messages."""
-
-    __slots__ = ("max_bytes", "max_messages", "max_pending", "window")
-
-    def __init__(self, window: float, max_messages: int, max_bytes: int, max_pending: int) -> None:
-        self.window = window
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
-        self.max_pending = max_pending
-
-
-class Session:
+class Session(Numbering):
     """The resumable session of one connection (``scope["asgi_ws"]["session"]``).
 
     Attributes:
@@ -85,419 +40,13 @@ class Session:
         rooms: room -> :class:`~asgi_ws.delivery.Membership`, restored by a resume.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_acked",
-        "_cursors_dirty",
-        "_direct",
-        "_drained",
-        "_floor",
-        "_handing",
-        "_held",
-        "_inflight",
-        "_items",
-        "_live_hold",
-        "_marked",
-        "_open",
-        "_open_last",
-        "_out",
-        "_paused",
-        "_retained",
-        "_retained_bytes",
-        "_rooms_dirty",
-        "_storing",
-        "_unsent",
-        "_unsent_seq",
-        "_waiters",
-        "_write_now",
-        "conn",
-        "cursors",
-        "detached",
-        "flusher",
-        "generation",
-        "id",
-        "identity",
-        "limits",
-        "offered",
-        "owner",
-        "resumed",
-        "rooms",
-        "seq",
-        "signer",
-        "store",
-    )
-
-    def __init__(
-        self,
-        conn: Connection,
-        flusher: SessionFlusher,
-        signer: TokenSigner,
-        limits: SessionLimits,
-        session_id: str,
-        owner: str,
-        identity: str | None,
-        *,
-        resumed: bool = False,
-        generation: int = 0,
-    ) -> None:
-        self.conn = conn
-        self.flusher = flusher
-        self.store: SessionStore = flusher.store
-        self.signer = signer
-        self.limits = limits
-        self.id = session_id
-        self.owner = owner
-        self.identity = identity
-        self.resumed = resumed
-        #: The session's generation in the store, named by the tokens this connection hands out.
-        self.generation = generation
-        #: Seq of the last message numbered, and of the last handed to the socket (or counted
-        #: as such: the socket ended, the message stays recoverable).
-        self.seq = self.offered = 0
-        self.rooms: dict[str, Membership] = {}
-        #: room -> position of the newest message numbered there (rooms left or interrupted),
-        #: or where the membership began: where a resume fills the room's gap from.
-        self.cursors: dict[str, str] = {}
-        self.detached = False
-        #: The open run: its room, and the position of its last message numbered.
-        self._open: str | None = None
-        self._open_last = ""
-        self._items: list[Entry] = []  # entries not yet taken by the flusher
-        self._inflight: int | None = None  # first seq of the entries being stored, if any
-        self._rooms_dirty = False
-        self._cursors_dirty: dict[str, str] | None = None
-        # Numbered messages waiting for an entry to be stored (the first has seq _unsent_seq).
-        self._unsent: collections.deque[Message] = collections.deque()
-        self._unsent_seq = 0
-        # Stored frames not yet acknowledged: (seq, size), for the history bounds.
-        self._retained: collections.deque[tuple[int, int]] = collections.deque()
-        self._retained_bytes = 0
-        self._acked = 0
-        self._floor = 1  # seqs below it were dropped for the bounds
-        self._marked = False  # waiting in the flusher's next round
-        self._storing = False  # a batch is being stored
-        self._paused = False  # resuming: nothing is written before the takeover
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._drained: asyncio.Future[None] | None = None  # finish() waits for the last store
-        # Messages waiting for room in the outbound queue, and the task handing them over.
-        self._out: collections.deque[Message] = collections.deque()
-        self._handing: asyncio.Task[None] | None = None
-        #: While a resume replays, messages released by the store wait here, behind the replay.
-        self._held: list[Message] | None = None
-        #: While a resume fills the rooms' gaps, live room messages wait here, unnumbered.
-        self._live_hold: list[tuple[Message, RoomMark | None]] | None = None
-        self._write_now = conn.outbound.write_now
-        self._direct = True  # the fast path of deliver() may be taken
-
-    # -- the sink: what Rooms hands over -------------------------------------------------------
-
-    def deliver(self, message: Message, mark: RoomMark | None = None, /) -> bool:
-        """A room message (the connection's delivery sink). Never raises, never awaits."""
-        if mark is not None and self._direct and mark[2] == self._open_last and mark[0] == self._open:
-            # The open run goes on, and nothing waits: the room's history keeps the message.
-            self.seq += 1
-            self._open_last = mark[1]
-            try:
-                if self._write_now(message) != SLOW:
-                    self.offered += 1
-                    return True
-            except (OSError, RuntimeError):  # the socket broke; the run keeps the message for a resume
-                self.offered += 1
-                return True
-            self._wait_for_room([message])
-            return True
-        return self._deliver(message, mark)
-
-    def _deliver(self, message: Message, mark: RoomMark | None) -> bool:
-        if self.detached:
-            return False
-        if self._live_hold is not None:  # resuming: numbered once the rooms' gaps are filled
-            self._live_hold.append((message, mark))
-            return True
-        membership = self.rooms.get(mark[0]) if mark is not None else None
-        if mark is None or membership is None:  # nowhere else to be found: stored in full
-            try:
-                frame = frame_of(message)
-            except UnicodeEncodeError as exc:
-                logger.warning("session %s: not delivering a room message: %s", self.id, exc)
-                return False
-            return self._number_frame(message, frame)
-        if self._too_many():
-            return False
-        room, position, prev = mark
-        self.seq += 1
-        if room != self._open or prev != self._open_last:  # a new run starts here
-            self._close_open()
-            self._items.append((self.seq, Run(room, prev, membership.format)))
-            self._open = room
-            self._mark()
-        self._open_last = position
-        self._queue(message)
-        return True
-
-    # -- the application's send ----------------------------------------------------------------
-
-    def send(self, message: Message) -> Any:
-        """The application's ``send`` for data frames: returns an awaitable, as ASGI requires.
-
-        Raises:
-            UnicodeEncodeError: at the application's call, for text no socket could send.
-        """
-        if self.detached:
-            return self.conn._done
-        self._number_frame(message, frame_of(message))
-        if len(self._unsent) < self.limits.max_pending:
-            return self.conn._done
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [waiter]
-        else:
-            self._waiters.append(waiter)
-        return waiter
-
-    def _number_frame(self, message: Message, frame: Frame) -> bool:
-        """Number a message stored in full; False when the session gave up (too much waits)."""
-        if self._too_many():
-            return False
-        self._close_open()
-        self.seq += 1
-        last = self._items[-1] if self._items else None
-        if (
-            last is not None
-            and type(last[1]) is list
-            and last[0] + len(last[1]) == self.seq
-            and len(last[1]) < MAX_BATCH
-        ):
-            last[1].append(frame)
-        else:
-            self._items.append((self.seq, [frame]))
-        self._queue(message)
-        self._mark()
-        return True
-
-    def _too_many(self) -> bool:
-        """Fan-out cannot wait: a member whose waiting messages reach ``4 * max_pending`` (its
-        client or the store cannot keep up) is closed with 1013, and resumes."""
-        if len(self._unsent) + len(self._out) >= 4 * self.limits.max_pending and not self.conn.ended:
-            self._give_up(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-            return True
-        return False
-
-    def _close_open(self) -> None:
-        """The open run ends: its room's cursor is the last position numbered there."""
-        room = self._open
-        if room is not None:
-            self._open = None
-            self.cursors[room] = self._open_last
-            if self._cursors_dirty is None:
-                self._cursors_dirty = {}
-            self._cursors_dirty[room] = self._open_last
-
-    def _unstored(self) -> int | None:
-        """The first seq of an entry not stored yet (taken or not), or None."""
-        if self._inflight is not None:
-            return self._inflight
-        return self._items[0][0] if self._items else None
-
-    def _queue(self, message: Message) -> None:
-        """The message just numbered waits for the entries before it, or goes on at once."""
-        self._direct = False
-        if self._unsent or self._unstored() is not None:
-            if not self._unsent:
-                self._unsent_seq = self.seq
-            self._unsent.append(message)
-        elif self._held is not None:
-            self._held.append(message)
-        else:
-            self.hand_over([message])
-
-    def _mark(self) -> None:
-        if not self._marked and not self._paused:
-            self._marked = True
-            self.flusher.mark(self)
-
-    def _update_direct(self) -> None:
-        self._direct = not (
-            self._unsent
-            or self._items
-            or self._inflight is not None
-            or self._out
-            or self._held is not None
-            or self._live_hold is not None
-            or self.detached
-        )
-
-    # -- storing (the flusher's rounds) -----------------------------------------------------------
-
-    def take(self) -> _Batch | None:
-        """The flusher's round: the next batch of entries, and how to store it."""
-        self._marked = False
-        if self.detached or self._paused or not (self._items or self._rooms_dirty or self._cursors_dirty):
-            return None
-        items, frames = [], 0
-        while self._items and frames < MAX_BATCH:
-            entry = self._items.pop(0)
-            items.append(entry)
-            if type(entry[1]) is list:
-                frames += len(entry[1])
-                self._retain(entry[0], entry[1])
-        write = Write(
-            self.id,
-            self.owner,
-            items,
-            self.keep_from(),
-            self.limits.window,
-            self._cursors_dirty,
-            dict(self.rooms) if self._rooms_dirty else None,
-        )
-        self._rooms_dirty, self._cursors_dirty = False, None
-        self._storing = True
-        self._inflight = items[0][0] if items else None
-        return _Batch(write)
-
-    def stored_batch(self, batch: _Batch, result: bool | BaseException | None) -> list[Message] | None:
-        """The flusher stored ``batch`` (``True``), was refused (``False``: the session was taken
-        over elsewhere; ``None``: the store lost it) or failed; returns the messages to
-        :meth:`hand_over` now, if any."""
-        self._storing = False
-        self._inflight = None
-        if isinstance(result, BaseException):
-            logger.error("session %s: could not store outgoing messages (%s): closing", self.id, result)
-            self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
-            return None
-        if result is not True:
-            self._refused(result)
-            return None
-        if self._items or self._rooms_dirty or self._cursors_dirty:  # more than one batch, or new ones
-            self._mark()
-        else:
-            self._wake(self._drained_waiters())
-        released = self._released()
-        if self._waiters is not None and len(self._unsent) < self.limits.max_pending:
-            waiters, self._waiters = self._waiters, None
-            self._wake(waiters)
-        if self._held is not None:
-            self._held.extend(released)
-            return None
-        if not released:
-            self._update_direct()
-        return released
-
-    def _released(self) -> list[Message]:
-        """The waiting messages no unstored entry comes before."""
-        unsent = self._unsent
-        if not unsent:
-            return []
-        unstored = self._unstored()
-        limit = unstored if unstored is not None else self.seq + 1
-        count = min(len(unsent), limit - self._unsent_seq)
-        if count <= 0:
-            return []
-        if count == len(unsent):
-            released = list(unsent)
-            unsent.clear()
-        else:
-            released = [unsent.popleft() for _ in range(count)]
-        self._unsent_seq += count
-        return released
-
-    def _retain(self, seq: int, frames: list[Frame]) -> None:
-        """Record stored frames; the oldest beyond the bounds are dropped (``keep_from`` passes them)."""
-        retained, limits = self._retained, self.limits
-        for offset, frame in enumerate(frames):
-            retained.append((seq + offset, len(frame)))
-            self._retained_bytes += len(frame)
-        while retained and (len(retained) > limits.max_messages or self._retained_bytes > limits.max_bytes):
-            dropped, size = retained.popleft()
-            self._retained_bytes -= size
-            self._floor = dropped + 1
-
-    def keep_from(self) -> int:
-        """The oldest seq a resume may still need."""
-        return max(self._acked + 1, self._floor)
-
-    def _drained_waiters(self) -> list[asyncio.Future[None]]:
-        drained, self._drained = self._drained, None
-        return [drained] if drained is not None else []
-
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    # -- handing over to the socket ---------------------------------------------------------------
-
-    def hand_over(self, messages: list[Message]) -> None:
-        """Give numbered messages to the outbound path in order; once its queue is full (its
-        policy is ``block``, falling back to closing with 1013: never a dropped frame), the rest
-        wait in ``_out`` for one task that awaits room."""
-        if self._out:
-            self._out.extend(messages)
-            return
-        conn, write_now = self.conn, self._write_now
-        for index, message in enumerate(messages):
-            if conn.ended or conn.closing:
-                self.offered += len(messages) - index  # recoverable: the client gets them by resuming
-                break
-            try:
-                if write_now(message) == SLOW:
-                    self._wait_for_room(messages[index:])
-                    return
-            except (OSError, RuntimeError):
-                pass  # the socket broke; the connection ends, the messages stay recoverable
-            self.offered += 1
-        self._update_direct()
-
-    def _wait_for_room(self, messages: list[Message]) -> None:
-        self._out.extend(messages)
-        self._direct = False
-        if self._handing is None:
-            self._handing = asyncio.get_running_loop().create_task(self._hand_over_slowly())
-
-    async def _hand_over_slowly(self) -> None:
-        outbound, out = self.conn.outbound, self._out
-        try:
-            while out:
-                message = out[0]
-                if not (self.conn.ended or self.conn.closing):
-                    with contextlib.suppress(OSError, RuntimeError):  # the connection is ending
-                        await outbound.send(message)  # block, then 1013: the outbound's policy
-                out.popleft()
-                self.offered += 1
-        finally:
-            self._handing = None
-            self._update_direct()
-
-    # -- refusals -------------------------------------------------------------------------------
-
-    def _refused(self, result: bool | None) -> None:
-        """The store refused a write: another socket took the session over (4409), or the
-        store no longer has it (4404: flushed, evicted, expired; the client starts afresh)."""
-        if result is None:
-            _store_trouble.warning("session %s: the store lost it: closing with 4404", self.id, key="lost")
-            self._give_up(CloseCode.SESSION_LOST, "session lost by the store")
-        else:
-            self._give_up(CloseCode.SESSION_REPLACED, "session resumed on another connection")
-
-    def _give_up(self, code: int, reason: str) -> None:
-        self.detached = True
-        self._direct = False
-        self._items.clear()
-        self._unsent.clear()
-        self._wake([*self._drained_waiters(), *(self._waiters or ())])
-        self._waiters = None
-        self.conn.close(code, reason)
+    __slots__ = ()
 
     # -- acknowledgements and renewal ----------------------------------------------------------
 
     def ack(self, seq: int) -> None:
         """The client has every frame up to ``seq``: they need not be kept."""
-        if seq > self._acked:
-            self._acked = seq
-        retained = self._retained
-        while retained and retained[0][0] <= seq:
-            self._retained_bytes -= retained.popleft()[1]
+        self._log.ack(seq)
 
     def _touch(self) -> Awaitable[bool | None]:
         """Extend the session's life and trim acked frames (memberships go with writes, in order)."""
@@ -520,7 +69,7 @@ class Session:
         try:
             result = await self._touch()
         except Exception as exc:
-            _store_trouble.warning("session %s: could not renew it in the store: %s", self.id, exc, key="renew")
+            store_trouble.warning("session %s: could not renew it in the store: %s", self.id, exc, key="renew")
             return True
         if result is not True:
             if not self.detached:
@@ -533,7 +82,7 @@ class Session:
     async def finish(self, *, ended_by_client: bool) -> None:
         """The socket is gone: store what is pending, then keep the session for the window,
         or forget it when the client closed it for good (close code 1000)."""
-        if (self._items or self._rooms_dirty or self._cursors_dirty or self._storing) and not self.detached:
+        if (self._log.dirty or self._storing) and not self.detached:
             if self._drained is None:
                 self._drained = asyncio.get_running_loop().create_future()
             self._mark()
@@ -546,7 +95,7 @@ class Session:
             else:
                 await self._touch()
         except Exception as exc:
-            _store_trouble.warning(
+            store_trouble.warning(
                 "session %s: could not update the store at disconnect: %s", self.id, exc, key="disconnect"
             )
 
@@ -557,13 +106,11 @@ class Session:
         ``position`` are the session's (a resume keeps an older cursor)."""
         if self.rooms.get(room) != membership:
             self.rooms[room] = membership
-            self._rooms_dirty = True
+            self._log.rooms = dict(self.rooms)
             self._mark()
         if position is not None and room not in self.cursors and room != self._open:
             self.cursors[room] = position
-            if self._cursors_dirty is None:
-                self._cursors_dirty = {}
-            self._cursors_dirty[room] = position
+            self._log.cursor(room, position)
             self._mark()
 
     def left(self, room: str) -> None:
@@ -571,10 +118,10 @@ class Session:
         for a resume. A run of the room ends here (an end entry)."""
         if self.conn.ended or self.rooms.pop(room, None) is None:
             return
-        self._rooms_dirty = True
+        self._log.rooms = dict(self.rooms)
         if room == self._open:
             self._close_open()
-            self._items.append((self.seq + 1, []))
+            self._log.end(self.seq + 1)
         self.cursors.pop(room, None)
         self._mark()
 
@@ -586,7 +133,7 @@ class Session:
 
     def unpause(self) -> None:
         self._paused = False
-        if self._items or self._rooms_dirty or self._cursors_dirty:
+        if self._log.dirty:
             self._mark()
 
     def hold(self) -> None:
@@ -604,8 +151,7 @@ class Session:
         client's count, and the open run (room, last position) that live messages continue."""
         self.seq = seq
         self.offered = offered
-        self._acked = max(self._acked, offered)
-        self._floor = max(self._floor, offered + 1)
+        self._log.ack(offered)  # the client has those
         if open_run is not None:
             self._open, self._open_last = open_run
 
@@ -638,10 +184,12 @@ class Session:
         """Send the missed messages, in order, after ``resumed`` (they keep their seqs), then
         those held back meanwhile. Replay waits for room in the outbound queue rather than
         overflowing it."""
-        send = self.conn.outbound.send
+        outbound = self.conn.outbound
+        write_now, send = outbound.write_now, outbound.send
         for message in messages:
             self.offered += 1
-            await send({**message, "asgi_ws": {"overflow": "block"}})
+            if write_now(message) == SLOW:  # the queue is full (its policy is block): wait for room
+                await send({**message, "asgi_ws": {"overflow": "block"}})
         held, self._held = self._held or [], None
         self.hand_over(held)
 

@@ -21,7 +21,6 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from .. import log as _log
@@ -29,7 +28,7 @@ from .._repeated import RepeatedLog
 from .._scope import user_identity
 from ..brokers import Broker, BrokerEvent, MemoryBroker, broker_from_url
 from ..brokers.history import previous
-from ..connection import Connection, connection_of
+from ..connection import Connection
 from ..delivery import Membership, MembershipSink, RoomMark
 from ..exceptions import ConfigurationError, PermissionDenied
 from ..outbound import Outbound, OutboundTotals, QueueLimits
@@ -37,71 +36,16 @@ from ..protocol import ProtocolError, is_text
 from ..types import Message, Scope
 from . import envelope
 from .envelope import EnvelopeError, Format
+from .members import Member, Room, RoomsStats, check_room, connection
 from .presence import PresenceEntry, PresenceTracker, check_meta
 from .presence_link import PresenceCallback, PresenceLink
 
 logger = logging.getLogger("asgi_ws.rooms")
 
 Authorize = Callable[[Scope, str, str], "bool | str | Awaitable[bool | str]"]
-MAX_ROOM_LENGTH = 200
-_FORMATS: tuple[Format, ...] = ("raw", "channel")
 #: Malformed broker messages and presence messages dropped for a full backlog are counted one
 #: by one, and logged at once, then at most once per this many seconds with how many there were.
 MALFORMED_LOG_INTERVAL = 60.0
-
-
-@dataclass(slots=True)
-class RoomsStats:
-    """Counters of one Rooms instance (read them, or export them with ``asgi_ws.metrics``)."""
-
-    published: int = 0
-    delivered: int = 0
-    dropped: int = 0  # offers refused: a member's queue policy dropped or closed, or it was gone
-    received: int = 0  # messages from other processes
-    malformed: int = 0  # broker messages (or presence state entries) not of this library's shape: ignored
-    broker_disconnects: int = 0
-    broker_lost_seconds: float = 0.0
-
-
-class _Member:
-    __slots__ = ("conn", "deliver", "id", "rooms", "sink", "user")
-
-    def __init__(self, conn: Connection, member_id: str, user: str | None) -> None:
-        self.conn = conn
-        self.id = member_id
-        self.user = user
-        self.rooms: dict[str, Membership] = {}
-        self.sink = conn.sink
-        #: One bound method, kept: the fan-out loop calls it (and ``exclude`` compares it).
-        self.deliver = self.sink.deliver
-
-
-class _Room:
-    __slots__ = ("_snapshot", "channel", "last", "lock", "members", "name", "subscribed", "watchers")
-
-    def __init__(self, name: str, channel: str) -> None:
-        self.name = name
-        self.channel = channel
-        #: With history: the position after which every message reaches the members (the last
-        #: fanned out, or the newest when the subscription was made).
-        self.last: str | None = None
-        self.members: dict[_Member, Format] = {}
-        self.watchers: dict[_Member, None] = {}
-        self.lock = asyncio.Lock()
-        self.subscribed = False
-        self._snapshot: tuple[tuple[Format, tuple[Any, ...]], ...] | None = None
-
-    def snapshot(self) -> tuple[tuple[Format, tuple[Any, ...]], ...]:
-        """The members' sinks by format (formats without members left out); rebuilt only when
-        membership changes."""
-        if self._snapshot is None:
-            groups: list[tuple[Format, tuple[Any, ...]]] = []
-            for fmt in _FORMATS:
-                sinks = tuple(m.deliver for m, f in self.members.items() if f == fmt)
-                if sinks:
-                    groups.append((fmt, sinks))
-            self._snapshot = tuple(groups)
-        return self._snapshot
 
 
 class Rooms:
@@ -160,10 +104,10 @@ class Rooms:
         #: messages they missed; local members then receive through the broker too.
         self.history = self.broker.history_size > 0
         self._remote = self.history or not isinstance(self.broker, MemoryBroker)
-        self._rooms: dict[str, _Room] = {}
-        self._by_channel: dict[str, _Room] = {}
-        self._members: dict[Connection, _Member] = {}
-        self._by_id: dict[str, _Member] = {}
+        self._rooms: dict[str, Room] = {}
+        self._by_channel: dict[str, Room] = {}
+        self._members: dict[Connection, Member] = {}
+        self._by_id: dict[str, Member] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -248,19 +192,19 @@ class Rooms:
             ValueError: ``room``, ``meta`` or the user identity of the connection cannot be
                 sent to clients (a lone surrogate, a NaN...).
         """
-        _check_room(room)
+        check_room(room)
         if meta is not None:
             try:
                 check_meta(meta)
             except ProtocolError as exc:
                 raise ValueError(f"meta cannot be shown to clients: {exc.message}") from None
         await self.start()
-        conn = _connection(member)
+        conn = connection(member)
         await self._check(conn.scope, room, "subscribe")
         entry = self._member(conn)
         state = self._rooms.get(room)
         if state is None:
-            state = self._rooms[room] = _Room(room, f"{self.namespace}:{room}")
+            state = self._rooms[room] = Room(room, f"{self.namespace}:{room}")
             self._by_channel[state.channel] = state
         membership = entry.rooms.get(room)
         added = membership is None
@@ -292,7 +236,7 @@ class Rooms:
 
     async def leave(self, room: str, member: Any) -> None:
         """Remove ``member`` from ``room`` (nothing happens if it was not a member)."""
-        entry = self._members.get(_connection(member))
+        entry = self._members.get(connection(member))
         if entry is not None and room in entry.rooms:
             self._remove(entry, room)
             state = self._rooms.get(room)
@@ -301,7 +245,7 @@ class Rooms:
 
     async def leave_all(self, member: Any) -> None:
         """Remove ``member`` from every room (done automatically when its connection ends)."""
-        entry = self._members.get(_connection(member))
+        entry = self._members.get(connection(member))
         if entry is not None:
             rooms = list(entry.rooms)
             self._forget(entry)
@@ -309,12 +253,12 @@ class Rooms:
 
     def rooms_of(self, member: Any) -> frozenset[str]:
         """The rooms ``member`` is in (in this process)."""
-        entry = self._members.get(_connection(member))
+        entry = self._members.get(connection(member))
         return frozenset(entry.rooms) if entry else frozenset()
 
     def membership(self, room: str, member: Any) -> Membership | None:
         """How ``member`` is in ``room`` (format, meta, watch), or None if it is not."""
-        entry = self._members.get(_connection(member))
+        entry = self._members.get(connection(member))
         return entry.rooms.get(room) if entry else None
 
     def local_count(self, room: str) -> int:
@@ -348,12 +292,12 @@ class Rooms:
             ValueError: ``data`` cannot be sent to clients (a lone surrogate in a string, a
                 NaN or infinite number...): nothing is delivered nor published.
         """
-        _check_room(room)
+        check_room(room)
         kind, payload = envelope.payload_of(data)
         await self.start()
         if sender is not None:
-            await self._check(_connection(sender).scope, room, "publish")
-        skip = self._members.get(_connection(exclude)) if exclude is not None else None
+            await self._check(connection(sender).scope, room, "publish")
+        skip = self._members.get(connection(exclude)) if exclude is not None else None
         self.stats.published += 1
         if not self._remote:  # memory:// without history: nobody else to reach
             return self._fan_out(room, kind, payload, skip)
@@ -380,7 +324,7 @@ class Rooms:
         return sum([await self.publish(room, encoded, exclude=exclude, sender=sender) for room in rooms])
 
     def _fan_out(
-        self, room: str, kind: envelope.Kind, payload: bytes, skip: _Member | None, mark: RoomMark | None = None
+        self, room: str, kind: envelope.Kind, payload: bytes, skip: Member | None, mark: RoomMark | None = None
     ) -> int:
         state = self._rooms.get(room)
         if state is None:
@@ -459,7 +403,7 @@ class Rooms:
             if self.presence_enabled:
                 self._presence.resync()
 
-    async def _sync_subscription(self, state: _Room) -> None:
+    async def _sync_subscription(self, state: Room) -> None:
         """Make the broker subscription of ``state`` match whether it has members (one at a time)."""
         async with state.lock:
             if state.members and not state.subscribed:
@@ -476,7 +420,7 @@ class Rooms:
 
     # -- members ----------------------------------------------------------------------------------
 
-    def _member(self, conn: Connection) -> _Member:
+    def _member(self, conn: Connection) -> Member:
         entry = self._members.get(conn)
         if entry is None:
             if conn.outbound.limits is None:
@@ -486,7 +430,7 @@ class Rooms:
                 identity = str(identity)
                 if not is_text(identity):
                     raise ValueError("the user identity of this connection holds a lone surrogate (auth backend)")
-            entry = self._members[conn] = _Member(conn, f"{self.node}.{next(self._ids)}", identity)
+            entry = self._members[conn] = Member(conn, f"{self.node}.{next(self._ids)}", identity)
             self._by_id[entry.id] = entry
             conn.on_end(lambda: self._forget_and_sync(entry))
         elif entry.sink is not conn.sink:  # a session was installed or removed since
@@ -501,7 +445,7 @@ class Rooms:
         state = self._rooms.get(room)
         return [member.conn.outbound for member in state.watchers] if state is not None and state.watchers else ()
 
-    def _remove(self, entry: _Member, room: str) -> None:
+    def _remove(self, entry: Member, room: str) -> None:
         if entry.rooms.pop(room, None) is not None:
             sink = entry.sink
             if isinstance(sink, MembershipSink):
@@ -514,13 +458,13 @@ class Rooms:
         if self.presence_enabled:
             self._presence.leave(room, entry.id)
 
-    def _forget(self, entry: _Member) -> None:
+    def _forget(self, entry: Member) -> None:
         for room in list(entry.rooms):
             self._remove(entry, room)
         self._members.pop(entry.conn, None)
         self._by_id.pop(entry.id, None)
 
-    def _forget_and_sync(self, entry: _Member) -> None:
+    def _forget_and_sync(self, entry: Member) -> None:
         rooms = list(entry.rooms)
         self._forget(entry)
         if rooms and not self._closed:
@@ -548,7 +492,7 @@ class Rooms:
         Raises:
             PermissionDenied: it may not.
         """
-        await self._check(_connection(member).scope, room, action)
+        await self._check(connection(member).scope, room, action)
 
     # -- malformed input ----------------------------------------------------------------------------
 
@@ -570,27 +514,6 @@ class Rooms:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _check_room(room: str) -> None:
-    if not is_text(room) or not room or len(room) > MAX_ROOM_LENGTH:
-        raise ValueError(
-            f"room names are non-empty strings of at most {MAX_ROOM_LENGTH} characters, without a lone surrogate"
-        )
-
-
-def _connection(member: Any) -> Connection:
-    if isinstance(member, Connection):
-        return member
-    scope = member if isinstance(member, dict) else getattr(member, "scope", None)
-    conn = connection_of(scope) if scope is not None else None
-    if conn is None:
-        raise ConfigurationError(
-            "this connection has no asgi_ws connection shell: put an asgi_ws session middleware "
-            "(BackpressureMiddleware, HeartbeatMiddleware or RateLimitMiddleware) around the endpoint, "
-            "or serve it with PubSubApp; that is how every member gets a bounded send queue"
-        )
-    return conn
 
 
 __all__ = ["Rooms", "RoomsStats"]

@@ -1,0 +1,100 @@
+"""What Rooms keeps per room and per member of this process, and how a member is found.
+
+A member is a connection (a Starlette/FastAPI WebSocket, a Channels consumer, a scope or an
+asgi_ws :class:`~asgi_ws.Connection`, all found through :func:`connection`), with its
+memberships; a room keeps its members' delivery sinks grouped by format, rebuilt only when
+membership changes, so that the fan-out loop reads one tuple per format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from ..connection import Connection, connection_of
+from ..delivery import Membership
+from ..exceptions import ConfigurationError
+from ..protocol import is_text
+from .envelope import Format
+
+MAX_ROOM_LENGTH = 200
+_FORMATS: tuple[Format, ...] = ("raw", "channel")
+
+
+@dataclass(slots=True)
+class RoomsStats:
+    """Counters of one Rooms instance (read them, or export them with ``asgi_ws.metrics``)."""
+
+    published: int = 0
+    delivered: int = 0
+    dropped: int = 0  # offers refused: a member's queue policy dropped or closed, or it was gone
+    received: int = 0  # messages from other processes
+    malformed: int = 0  # broker messages (or presence state entries) not of this library's shape: ignored
+    broker_disconnects: int = 0
+    broker_lost_seconds: float = 0.0
+
+
+class Member:
+    __slots__ = ("conn", "deliver", "id", "rooms", "sink", "user")
+
+    def __init__(self, conn: Connection, member_id: str, user: str | None) -> None:
+        self.conn = conn
+        self.id = member_id
+        self.user = user
+        self.rooms: dict[str, Membership] = {}
+        self.sink = conn.sink
+        #: One bound method, kept: the fan-out loop calls it (and ``exclude`` compares it).
+        self.deliver = self.sink.deliver
+
+
+class Room:
+    __slots__ = ("_snapshot", "channel", "last", "lock", "members", "name", "subscribed", "watchers")
+
+    def __init__(self, name: str, channel: str) -> None:
+        self.name = name
+        self.channel = channel
+        #: With history: the position after which every message reaches the members (the last
+        #: fanned out, or the newest when the subscription was made).
+        self.last: str | None = None
+        self.members: dict[Member, Format] = {}
+        self.watchers: dict[Member, None] = {}
+        self.lock = asyncio.Lock()
+        self.subscribed = False
+        self._snapshot: tuple[tuple[Format, tuple[Any, ...]], ...] | None = None
+
+    def snapshot(self) -> tuple[tuple[Format, tuple[Any, ...]], ...]:
+        """The members' sinks by format (formats without members left out); rebuilt only when
+        membership changes."""
+        if self._snapshot is None:
+            groups: list[tuple[Format, tuple[Any, ...]]] = []
+            for fmt in _FORMATS:
+                sinks = tuple(m.deliver for m, f in self.members.items() if f == fmt)
+                if sinks:
+                    groups.append((fmt, sinks))
+            self._snapshot = tuple(groups)
+        return self._snapshot
+
+
+def check_room(room: str) -> None:
+    if not is_text(room) or not room or len(room) > MAX_ROOM_LENGTH:
+        raise ValueError(
+            f"room names are non-empty strings of at most {MAX_ROOM_LENGTH} characters, without a lone surrogate"
+        )
+
+
+def connection(member: Any) -> Connection:
+    if isinstance(member, Connection):
+        return member
+    scope = member if isinstance(member, dict) else getattr(member, "scope", None)
+    conn = connection_of(scope) if scope is not None else None
+    if conn is None:
+        raise ConfigurationError(
+            "this connection has no asgi_ws connection shell: put an asgi_ws session middleware "
+            "(BackpressureMiddleware, HeartbeatMiddleware or RateLimitMiddleware) around the endpoint, "
+            "or serve it with PubSubApp; that is how every member gets a bounded send queue"
+        )
+    return conn
+
+
+__all__ = ["MAX_ROOM_LENGTH", "Member", "Room", "RoomsStats", "check_room", "connection"]
