@@ -86,7 +86,9 @@ class RoomsLike(Protocol):
 
     async def leave_all(self, member: Any) -> None: ...
 
-    async def missed(self, room: str, fmt: Any, after: str) -> list[tuple[str, Message]] | None: ...
+    async def missed(
+        self, room: str, fmt: Any, after: str, until: str | None = None
+    ) -> list[tuple[str, Message]] | None: ...
 
 
 __all__ = ["Membership", "MembershipSink", "RoomMark", "RoomsLike", "Sink"]

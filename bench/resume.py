@@ -166,9 +166,16 @@ async def burst(count: int, options: str, ws: str) -> None:
     print(f"\nevery answer within {elapsed:.2f} s")
 
 
-async def room_replay_round(server: ServerProcess, count: int) -> float:
+async def room_replay_round(server: ServerProcess, count: int, observed: bool) -> float:
     """Seconds from reconnecting to holding the ``count``-th missed room message (Redis history):
-    the member got one room message (its run is open), then its connection dropped."""
+    the member got one room message (its run is open), then its connection dropped. ``observed``:
+    another member stays in the room on the server, which then keeps the room's newest messages
+    (``Rooms(recent=...)``) and replays from memory; else from the broker's history."""
+    observer = None
+    if observed:
+        observer_url = server.ws_url("/")
+        _, observer = await ws_connect(lambda: Reader(10**9), observer_url)
+        observer.transport.send(WSMsgType.TEXT, b"join")
     _, member = await ws_connect(lambda: Reader(2), server.ws_url("/?ws_resume=new"))
     await member.first_control
     _, publisher = await ws_connect(lambda: Reader(2), server.ws_url("/"))
@@ -183,7 +190,7 @@ async def room_replay_round(server: ServerProcess, count: int) -> float:
     start = time.perf_counter()
     _, again = await ws_connect(lambda: Reader(count), server.ws_url(f"/?ws_resume={quote(token or '')}&ws_seq=2"))
     end = await asyncio.wait_for(again.done, 30)
-    for reader in (again, publisher):
+    for reader in (again, publisher, *([observer] if observer is not None else [])):
         reader.transport.send_close(1000)
         reader.transport.disconnect()
     return end - start
@@ -208,14 +215,21 @@ async def main() -> None:
             "ASGI_WS_BENCH_STORE": f"{REDIS}?prefix=asgi_ws_bench_{uuid.uuid4().hex[:8]}:",
             "ASGI_WS_BENCH_BROKER": f"{REDIS}?prefix=asgi_ws_bench_{uuid.uuid4().hex[:8]}:&history=10000",
         }
+        times: dict[bool, list[float]] = {True: [], False: []}
         with uvicorn_process("bench.resume_app:app", ws=args.ws, env=env) as server:
-            await room_replay_round(server, args.room_replay)  # warm-up
-            times = [await room_replay_round(server, args.room_replay) for _ in range(args.rounds)]
+            for observed in (True, False):
+                await room_replay_round(server, args.room_replay, observed)  # warm-up
+            for _ in range(args.rounds):  # alternating
+                for observed in (True, False):
+                    times[observed].append(await room_replay_round(server, args.room_replay, observed))
         what = f"{args.room_replay:,} missed room messages (Redis store, Redis history)"
-        print(f"\nReplay of {what}, {args.rounds} rounds\n")
-        print(table(["median ms", "min ms", "max ms", "messages/s"], [[
-            f"{median(times) * 1000:.1f}", f"{min(times) * 1000:.1f}", f"{max(times) * 1000:.1f}",
-            f"{args.room_replay / median(times):,.0f}"]]))  # fmt: skip
+        print(f"\nReplay of {what}, {args.rounds} rounds each\n")
+        rows = [[
+            "from the process's memory (the room has members there)" if observed else "from the broker's history",
+            f"{median(ts) * 1000:.1f}", f"{min(ts) * 1000:.1f}", f"{max(ts) * 1000:.1f}",
+            f"{args.room_replay / median(ts):,.0f}",
+        ] for observed, ts in times.items()]  # fmt: skip
+        print(table(["read", "median ms", "min ms", "max ms", "messages/s"], rows))
         return
     prefix = f"asgi_ws_bench_{uuid.uuid4().hex[:8]}:"
     env_memory = {**os.environ, "ASGI_WS_BENCH_STORE": "memory://"}

@@ -87,7 +87,8 @@ async def _run(
     at = base + start - first  # the position number of seq start - 1
     # The client's own last message of the run (if any) is asked for too: it must exist.
     probe = at - 1 if after >= first else at
-    missed = await _missed(rooms, run.room, run.format, position(epoch, probe))
+    until = position(epoch, base + last - first + 1) if last is not None else None  # the run's last message
+    missed = await _missed(rooms, run.room, run.format, position(epoch, probe), until)
     if after >= first:
         if not missed and last is None:  # the open run's room never carried the client's last message
             raise ResumeRefused("seq_ahead", f"room {run.room!r} carried fewer messages than the client counted")
@@ -112,9 +113,11 @@ async def _run(
             result.reached[run.room] = rest[-1][0]
 
 
-async def _missed(rooms: RoomsLike, room: str, fmt: str, after: str) -> list[tuple[str, Message]]:
+async def _missed(
+    rooms: RoomsLike, room: str, fmt: str, after: str, until: str | None = None
+) -> list[tuple[str, Message]]:
     try:
-        missed = await rooms.missed(room, fmt, after)
+        missed = await rooms.missed(room, fmt, after, until)
     except Exception as exc:
         raise ResumeRefused("store_unavailable", f"the history of room {room!r} is unavailable") from exc
     if missed is None:

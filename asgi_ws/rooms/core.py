@@ -68,6 +68,9 @@ class Rooms:
         default_limits: outbound queue bounds given to members whose connection has none
             (no BackpressureMiddleware): rooms never fan out to an unbounded connection.
         node: this process's id in the cluster (default: random).
+        recent: with a history broker, messages kept in memory per room with local members
+            (the newest this process fanned out), from which a resumed session here gets
+            what it missed without reading the broker's history; 0 keeps none.
     """
 
     def __init__(
@@ -81,7 +84,10 @@ class Rooms:
         presence_ttl: float | None = None,
         default_limits: QueueLimits | None = None,
         node: str | None = None,
+        recent: int = 1024,
     ) -> None:
+        if recent < 0:
+            raise ConfigurationError("recent is a number of messages >= 0")
         if not namespace or ":" in namespace or "!" in namespace:
             raise ConfigurationError("namespace must be a non-empty string without ':' or '!'")
         if presence_interval <= 0:
@@ -103,6 +109,7 @@ class Rooms:
         #: True when the broker keeps history (``?history=N``): resumed sessions get the room
         #: messages they missed; local members then receive through the broker too.
         self.history = self.broker.history_size > 0
+        self.recent = recent if self.history else 0
         self._remote = self.history or not isinstance(self.broker, MemoryBroker)
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
@@ -344,13 +351,22 @@ class Rooms:
         self.stats.dropped += dropped
         return delivered
 
-    async def missed(self, room: str, fmt: Format, after: str) -> list[tuple[str, Message]] | None:
-        """What ``room`` carried after position ``after``, as members of format ``fmt`` get it,
-        with each message's position; None when the broker's history no longer reaches back.
+    async def missed(
+        self, room: str, fmt: Format, after: str, until: str | None = None
+    ) -> list[tuple[str, Message]] | None:
+        """What ``room`` carried after position ``after`` (at least up to ``until``), as members
+        of format ``fmt`` get it, with each message's position; None when the broker's history
+        no longer reaches back.
 
-        Needs a broker with history (``?history=N``). The ``exclude`` of a publish is not
-        applied (the excluded member may be long gone).
+        Needs a broker with history (``?history=N``). Read from the messages this process
+        fanned out itself when it kept them all (``recent``), else from the broker's history;
+        messages published since then reach the room's members live. The ``exclude`` of a
+        publish is not applied (the excluded member may be long gone).
         """
+        state = self._rooms.get(room)
+        kept = state.recent_after(after, until) if state is not None else None
+        if kept is not None:
+            return [(position, envelope.message_for(fmt, room, kind, body)) for position, kind, body in kept]
         entries = await self.broker.history(f"{self.namespace}:{room}", after)
         if entries is None:
             return None
@@ -387,6 +403,8 @@ class Rooms:
         if position is not None:
             mark = RoomMark(state.name, position, previous(position))
             state.last = position
+            if self.recent:
+                state.remember(position, mark.prev, kind, body, self.recent)
         self._fan_out(state.name, kind, body, self._by_id.get(exclude) if exclude else None, mark)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:

@@ -9,14 +9,17 @@ membership changes, so that the fan-out loop reads one tuple per format.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from ..brokers.base import position_key
 from ..connection import Connection, connection_of
 from ..delivery import Membership
 from ..exceptions import ConfigurationError
 from ..protocol import is_text
-from .envelope import Format
+from .envelope import Format, Kind
 
 MAX_ROOM_LENGTH = 200
 _FORMATS: tuple[Format, ...] = ("raw", "channel")
@@ -49,7 +52,7 @@ class Member:
 
 
 class Room:
-    __slots__ = ("_snapshot", "channel", "last", "lock", "members", "name", "subscribed", "watchers")
+    __slots__ = ("_snapshot", "channel", "last", "lock", "members", "name", "recent", "subscribed", "watchers")
 
     def __init__(self, name: str, channel: str) -> None:
         self.name = name
@@ -57,11 +60,39 @@ class Room:
         #: With history: the position after which every message reaches the members (the last
         #: fanned out, or the newest when the subscription was made).
         self.last: str | None = None
+        #: With history: the newest messages fanned out here, (position, kind, body), consecutive.
+        self.recent: collections.deque[tuple[str, Kind, bytes]] | None = None
         self.members: dict[Member, Format] = {}
         self.watchers: dict[Member, None] = {}
         self.lock = asyncio.Lock()
         self.subscribed = False
         self._snapshot: tuple[tuple[Format, tuple[Any, ...]], ...] | None = None
+
+    def remember(self, position: str, prev: str, kind: Kind, body: bytes, size: int) -> None:
+        """Keep the message at ``position`` among the ``size`` newest; after a gap (a message this
+        process did not get, a new epoch) the older ones are forgotten: the kept ones follow
+        each other."""
+        recent = self.recent
+        if recent is None:
+            recent = self.recent = collections.deque(maxlen=size)
+        elif recent and recent[-1][0] != prev:
+            recent.clear()
+        recent.append((position, kind, body))
+
+    def recent_after(self, after: str, until: str | None) -> list[tuple[str, Kind, bytes]] | None:
+        """The kept messages after ``after`` when they hold the very next one (and reach
+        ``until``), else None: the broker's history must answer."""
+        recent = self.recent
+        if not recent:
+            return None
+        epoch, first = position_key(recent[0][0])
+        last = first + len(recent) - 1
+        after_epoch, number = position_key(after)
+        if after_epoch != epoch or not first <= number + 1 <= last:
+            return None
+        if until is not None and (position_key(until)[0] != epoch or position_key(until)[1] > last):
+            return None
+        return list(itertools.islice(recent, number + 1 - first, None))
 
     def snapshot(self) -> tuple[tuple[Format, tuple[Any, ...]], ...]:
         """The members' sinks by format (formats without members left out); rebuilt only when
