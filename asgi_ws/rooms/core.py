@@ -6,8 +6,8 @@ delivery sink without awaiting (:mod:`asgi_ws.delivery`: the connection's outbou
 the resumable session that installed itself there): a slow member never stalls a room, and
 the fan-out loop, one for every kind of member, is as short as it can be.
 
-Without history, the broker write of a publish starts first and the local members receive at
-once; the broker carries it to the other processes, and a process ignores its own echo. With
+Without history, a publish goes to the broker first, then to the local members: the other
+processes' members do not wait for this one's fan-out; a process ignores its own echo. With
 history (``?history=N``) every member, local ones too, receives through the broker, in the
 order of the room's positions, each message with its :class:`~asgi_ws.delivery.RoomMark`.
 """
@@ -315,14 +315,13 @@ class Rooms:
             # positions: the order in which a resumed session's gap is filled in.
             await self.broker.publish(channel, frame)
             return 0
-        # The broker write starts first, so that the other processes' members do not wait for
-        # this process's fan-out; it is awaited after (its failure is the caller's, as before).
-        write = asyncio.ensure_future(self.broker.publish(channel, frame))
-        await asyncio.sleep(0)  # the write's first step runs: the message is on its way
+        # The broker first, then the local fan-out: the other processes' members do not wait for
+        # this one's (a broker round trip, ~0.2 ms here, against ~10 µs per local member). Local
+        # members still get the message when the broker fails; the failure is the caller's.
         try:
-            delivered = self._fan_out(room, kind, payload, skip)
+            await self.broker.publish(channel, frame)
         finally:
-            await write
+            delivered = self._fan_out(room, kind, payload, skip)
         return delivered
 
     async def publish_many(self, rooms: Iterable[str], data: Any, *, exclude: Any = None, sender: Any = None) -> int:
