@@ -17,10 +17,11 @@ Two measurements, each side by side in one run:
    misses 1,000 room messages (its connection dropped), then resumes: the same timing, the
    messages now numbered from the room's history rather than stored per session.
 4. **Handshake burst** (``--burst N``): N resumable clients connect at once to one server on the
-   Redis store; how many got a session, how many ``resume_failed``/``store_unavailable`` (the
-   store's connection pool exhausted), and the time until every one had its answer. Run it with
-   the pool's options in the store URL (``--burst-store-options max_connections=32&timeout=5``,
-   the defaults before) to compare.
+   Redis store and join a room once they have their session; how many got a session, how many
+   ``resume_failed``/``store_unavailable`` (the store's connection pool exhausted), the time
+   until every one had its answer, and what the server logged. Run it with the pool's options in
+   the store URL (``--burst-store-options 'max_connections=32&timeout=5'``, the defaults before)
+   to compare.
 
 The load client is picows (C-speed), one process.
 
@@ -36,6 +37,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -135,6 +137,7 @@ class Answer(WSListener):  # type: ignore[misc]
             if payload.startswith(CONTROL):
                 control = json.loads(payload)
                 self.first.set_result(control.get("code") or control["$ws"])
+                transport.send(WSMsgType.TEXT, b"join")  # a membership to record, as a subscriber's
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if not self.first.done():
@@ -142,28 +145,39 @@ class Answer(WSListener):  # type: ignore[misc]
 
 
 async def burst(count: int, options: str, ws: str) -> None:
-    """``count`` resumable handshakes at once against the Redis store: the answers, and how long."""
+    """``count`` resumable handshakes at once against the Redis store, each joining a room once
+    it has its session: the answers, how long, and what the server logged."""
     prefix = f"asgi_ws_bench_{uuid.uuid4().hex[:8]}:"
     store = f"{REDIS}?prefix={prefix}" + (f"&{options}" if options else "")
     env = {**os.environ, "ASGI_WS_BENCH_STORE": store}
-    with uvicorn_process("bench.resume_app:app", ws=ws, env=env, extra=["--backlog", "8192"]) as server:
-        start = time.perf_counter()
-        pairs = await asyncio.gather(
-            *(ws_connect(Answer, server.ws_url("/?ws_resume=new")) for _ in range(count)), return_exceptions=True
-        )
-        listeners = [pair[1] for pair in pairs if not isinstance(pair, BaseException)]
-        answers = await asyncio.wait_for(asyncio.gather(*(listener.first for listener in listeners)), 120)
-        elapsed = time.perf_counter() - start
-        for transport, _ in (pair for pair in pairs if not isinstance(pair, BaseException)):
-            transport.disconnect()
+    with tempfile.TemporaryFile("w+") as log:
+        with uvicorn_process("bench.resume_app:app", ws=ws, env=env, extra=["--backlog", "8192"], stderr=log) as server:
+            start = time.perf_counter()
+            pairs = await asyncio.gather(
+                *(ws_connect(Answer, server.ws_url("/?ws_resume=new")) for _ in range(count)), return_exceptions=True
+            )
+            connected = [pair for pair in pairs if not isinstance(pair, BaseException)]
+            answers = await asyncio.wait_for(asyncio.gather(*(listener.first for _, listener in connected)), 120)
+            elapsed = time.perf_counter() - start
+            await asyncio.sleep(1.0)  # the joins' store writes
+            for transport, _ in connected:
+                transport.disconnect()
+        log.seek(0)
+        lines = log.read().splitlines()
     counts: dict[str, int] = {}
     for answer in answers:
         counts[answer] = counts.get(answer, 0) + 1
-    refused = count - len(listeners)
+    rows = [[name, f"{n:,}"] for name, n in sorted(counts.items())]
+    if count > len(connected):
+        rows.append(["handshake failed", f"{count - len(connected):,}"])
     print(f"\nBurst of {count:,} resumable handshakes, store options {options or '(defaults)'}\n")
-    print(table(["answer", "connections"], [[name, f"{n:,}"] for name, n in sorted(counts.items())] + (
-        [["handshake failed", f"{refused:,}"]] if refused else [])))  # fmt: skip
-    print(f"\nevery answer within {elapsed:.2f} s")
+    print(table(["answer", "connections"], rows))
+    opened = [line for line in lines if "could not open a resumable session" in line]
+    tracebacks = sum("Traceback" in line for line in lines)
+    print(f"\nevery answer within {elapsed:.2f} s; the server logged {len(opened)} line(s) 'could not open a "
+          f"resumable session' and {tracebacks} traceback(s)")  # fmt: skip
+    for line in opened[:2]:
+        print("  ", line[:200])
 
 
 async def room_replay_round(server: ServerProcess, count: int, observed: bool) -> float:
