@@ -34,17 +34,22 @@ from tests.support.procs import free_port
 LOGGER = "asgi_ws.brokers.postgres"
 
 
-@pytest.fixture
-async def prefix(postgres_url: str) -> AsyncIterator[str]:
-    """A prefix of this test's own (other test runs share the server); its table is dropped after."""
-    prefix = f"t{uuid.uuid4().hex[:12]}_"
-    yield prefix
-    conn = await asyncpg.connect(postgres_url)
+async def drop_tables(url: str, prefix: str) -> None:
+    """Drop the tables the broker made under ``prefix`` (payloads, history, channels)."""
+    conn = await asyncpg.connect(url)
     try:
         for table in ("payloads", "history", "channels"):
             await conn.execute(f'DROP TABLE IF EXISTS "{prefix}{table}"')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def prefix(postgres_url: str) -> AsyncIterator[str]:
+    """A prefix of this test's own (other test runs share the server); its tables are dropped after."""
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    yield prefix
+    await drop_tables(postgres_url, prefix)
 
 
 @pytest.fixture

@@ -12,15 +12,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from asgi_ws import QueueLimits
 from tests.brokers.test_nats import delete_streams
+from tests.brokers.test_postgres import drop_tables
 from tests.resume import resume_app
-from tests.resume.wire import OPENED, Stream, opened, read_until
+from tests.resume.wire import OPENED, Stream, members, opened, read_until
 from tests.support.procs import uvicorn_process
 from tests.support.server import serve
 
@@ -112,19 +112,10 @@ async def history_broker(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         yield f"{url}?prefix=resume-{tag}:&history=10000"
     elif kind == "postgres":
         yield f"{url}?prefix=r{tag}_&history=10000"
-        await _drop_tables(url, f"r{tag}_")
+        await drop_tables(url, f"r{tag}_")
     else:
         yield f"{url}?prefix=asgi_ws_test.r{tag}&history=10000&history_storage=memory"
         await delete_streams(url, f"asgi_ws_test.r{tag}")
-
-
-async def _drop_tables(url: str, prefix: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for table in ("history", "channels", "payloads"):
-            await conn.execute(f'DROP TABLE IF EXISTS "{prefix}{table}"')
-    finally:
-        await conn.close()
 
 
 CLIENTS = 10
@@ -143,15 +134,8 @@ async def test_members_of_a_sigkilled_worker_resume_on_another_with_every_messag
         uvicorn_process("tests.resume.resume_app:app", env=env) as one,
         uvicorn_process("tests.resume.resume_app:app", env=env) as two,
     ):
-        streams = [Stream() for _ in range(CLIENTS)]
-        sockets = await asyncio.gather(*(opened(f"ws://127.0.0.1:{one.port}/", s) for s in streams))
-        for ws in sockets:
-            await ws.send("join feed")
-        await asyncio.gather(*(read_until(ws, s, got(1)) for ws, s in zip(sockets, streams, strict=True)))
-        mine = Stream()
-        publisher = await opened(f"ws://127.0.0.1:{two.port}/", mine)  # on the worker that stays
-        await publisher.send("join feed")
-        await read_until(publisher, mine, got(1))
+        sockets, streams = await members(f"ws://127.0.0.1:{one.port}/", CLIENTS, "feed")
+        (publisher,), (mine,) = await members(f"ws://127.0.0.1:{two.port}/", 1, "feed")  # on the worker that stays
         await publisher.send("count feed 50")  # a run of room messages...
         await asyncio.gather(*(read_until(ws, s, got(51)) for ws, s in zip(sockets, streams, strict=True)))
         for ws in sockets:

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from asgi_ws import ResumeMiddleware, Rooms
 from asgi_ws.resume import MemorySessionStore
 from tests.resume import resume_app
-from tests.resume.wire import Stream, expected, opened, read_until, refused
+from tests.resume.wire import Stream, expected, members, opened, read_until, refused
 from tests.support.procs import uvicorn_process
 from tests.support.server import WS_IMPLS, serve
 
@@ -376,15 +376,8 @@ async def test_a_hundred_clients_miss_nothing_published_while_their_server_was_g
     """Rooms on Redis with history: room messages published during the outage are filled in."""
     one_cm, two_cm = two_servers(redis_url, history=10_000)
     with one_cm as one, two_cm as two:
-        streams = [Stream() for _ in range(100)]
-        sockets = await asyncio.gather(*(opened(f"ws://127.0.0.1:{one.port}/", s) for s in streams))
-        for ws in sockets:
-            await ws.send("join feed")
-        await asyncio.gather(*(read_until(ws, s, got(1)) for ws, s in zip(sockets, streams, strict=True)))
-        mine = Stream()
-        publisher = await opened(f"ws://127.0.0.1:{two.port}/", mine)  # on the server that stays
-        await publisher.send("join feed")
-        await read_until(publisher, mine, got(1))
+        sockets, streams = await members(f"ws://127.0.0.1:{one.port}/", 100, "feed")
+        (publisher,), (mine,) = await members(f"ws://127.0.0.1:{two.port}/", 1, "feed")  # on the server that stays
         await publisher.send("count feed 100")
         await read_until(publisher, mine, got(101))
         if fault == "kill":

@@ -59,6 +59,18 @@ async def opened(base: str, stream: Stream, **kwargs: Any) -> ClientConnection:
     return ws
 
 
+async def members(base: str, count: int, room: str) -> tuple[list[ClientConnection], list[Stream]]:
+    """``count`` resumable clients of ``base`` that joined ``room`` (tests/resume/resume_app.py)."""
+    streams = [Stream() for _ in range(count)]
+    sockets = await asyncio.gather(*(opened(base, s) for s in streams))
+    for ws in sockets:
+        await ws.send(f"join {room}")
+    await asyncio.gather(
+        *(read_until(ws, s, lambda s: len(s.data) >= 1) for ws, s in zip(sockets, streams, strict=True))
+    )
+    return list(sockets), streams
+
+
 def expected(start: int, stop: int) -> list[str]:
     return [f"b:{i}" if i % 7 == 0 else str(i) for i in range(start, stop)]
 
