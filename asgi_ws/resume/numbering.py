@@ -98,6 +98,7 @@ class Numbering:
         "_paused",
         "_storing",
         "_waiters",
+        "_waiting_cap",
         "_write_now",
         "conn",
         "cursors",
@@ -152,6 +153,7 @@ class Numbering:
         self._open: str | None = None
         self._open_last = ""
         self._log = PendingLog(limits.max_messages, limits.max_bytes)
+        self._waiting_cap = 4 * limits.max_pending
         self._marked = False  # waiting in the flusher's next round
         self._storing = False  # a batch is being stored
         self._paused = False  # resuming: nothing is written before the takeover
@@ -234,20 +236,25 @@ class Numbering:
         return waiter
 
     def _number_frame(self, message: Message, frame: Frame) -> bool:
-        """Number a message stored in full; False when the session gave up (too much waits)."""
-        if self._too_many():
+        """Number a message stored in full (it waits for its entry); False when the session
+        gave up (too much waits). The application's every send comes here: kept short."""
+        log = self._log
+        if len(log.unsent) + len(self._out) >= self._waiting_cap and self._too_many():
             return False
-        self._close_open()
-        self.seq += 1
-        self._log.frame(self.seq, frame)
-        self._queue(message)
-        self._mark()
+        if self._open is not None:
+            self._close_open()
+        self.seq = seq = self.seq + 1
+        log.frame(seq, frame, message)
+        self._direct = False
+        if not self._marked and not self._paused:
+            self._marked = True
+            self.flusher.mark(self)
         return True
 
     def _too_many(self) -> bool:
         """Fan-out cannot wait: a member whose waiting messages reach ``4 * max_pending`` (its
         client or the store cannot keep up) is closed with 1013, and resumes."""
-        if len(self._log.unsent) + len(self._out) >= 4 * self.limits.max_pending and not self.conn.ended:
+        if len(self._log.unsent) + len(self._out) >= self._waiting_cap and not self.conn.ended:
             self._give_up(CloseCode.TRY_AGAIN_LATER, "slow consumer")
             return True
         return False

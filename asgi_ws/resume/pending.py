@@ -58,13 +58,19 @@ class PendingLog:
 
     # -- what is added ----------------------------------------------------------------------
 
-    def frame(self, seq: int, frame: Frame) -> None:
-        """Message ``seq`` is stored in full (frames of consecutive seqs share an entry)."""
-        last = self._items[-1] if self._items else None
-        if last is not None and type(last[1]) is list and last[0] + len(last[1]) == seq and len(last[1]) < MAX_BATCH:
-            last[1].append(frame)
+    def frame(self, seq: int, frame: Frame, message: Message) -> None:
+        """Message ``seq`` is stored in full (frames of consecutive seqs share an entry), and
+        waits for it. The application's every send comes here: kept short."""
+        items = self._items
+        frames = items[-1][1] if items else None
+        if type(frames) is list and items[-1][0] + len(frames) == seq and len(frames) < MAX_BATCH:
+            frames.append(frame)
         else:
-            self._items.append((seq, [frame]))
+            items.append((seq, [frame]))
+        unsent = self.unsent
+        if not unsent:
+            self.unsent_seq = seq
+        unsent.append(message)
 
     def run(self, seq: int, run: Run) -> None:
         """The seqs from ``seq`` on are the messages of a room's run."""
@@ -152,9 +158,9 @@ class PendingLog:
     def _retain(self, seq: int, frames: list[Frame]) -> None:
         """Record stored frames; the oldest beyond the bounds are dropped (``keep_from`` passes them)."""
         retained = self._retained
-        for offset, frame in enumerate(frames):
-            retained.append((seq + offset, len(frame)))
-            self._retained_bytes += len(frame)
+        sizes = list(map(len, frames))
+        retained.extend(zip(range(seq, seq + len(sizes)), sizes, strict=True))
+        self._retained_bytes += sum(sizes)
         while retained and (len(retained) > self.max_messages or self._retained_bytes > self.max_bytes):
             dropped, size = retained.popleft()
             self._retained_bytes -= size

@@ -68,19 +68,23 @@ class _Record:
             if isinstance(item, Run):
                 kept.append((seq, item))
                 self.head, self.open = seq - 1, seq
-            elif item:  # a frame an entry: acknowledged frames are freed one by one
-                kept.extend((seq + offset, [frame]) for offset, frame in enumerate(item))
-                self.head, self.open = seq + len(item) - 1, 0
-            else:  # an end
+            else:  # frames (an end: none)
                 kept.append((seq, item))
                 self.head, self.open = seq + len(item) - 1, 0
 
     def trim(self, keep_from: int) -> None:
+        """Drop what is below ``keep_from``: whole entries, and the acknowledged frames of the
+        oldest entry kept (the memory is freed frame by frame)."""
         entries = self.entries
         while len(entries) > 1 and entries[1][0] <= keep_from:  # the oldest is wholly below keep_from
             entries.popleft()
-        if len(entries) == 1 and not isinstance(entries[0][1], Run) and self.head < keep_from:
-            entries.popleft()
+        if entries:
+            seq, item = entries[0]
+            if type(item) is list and seq < keep_from:
+                if seq + len(item) <= keep_from:
+                    entries.popleft()  # the only entry left, wholly below
+                else:
+                    entries[0] = (keep_from, item[keep_from - seq :])
         self.first = entries[0][0] if entries else self.head + 1
 
 
