@@ -2,8 +2,8 @@
 
 Client messages: ``emit A B`` sends the texts ``A`` .. ``B-1`` (binary for multiples of 7, to
 cover both frame types); ``join R`` joins room R, ``leave R`` leaves it; ``publish R X``
-publishes X to room R; ``count R N`` publishes ``0`` .. ``N-1`` to room R, ``blobs R N SIZE``
-N messages of SIZE bytes.
+publishes X to room R (``shout R X``: excluding this connection); ``count R N`` publishes
+``0`` .. ``N-1`` to room R, ``blobs R N SIZE`` N messages of SIZE bytes.
 ``ASGI_WS_TEST_STORE`` / ``ASGI_WS_TEST_BROKER`` choose the session store and the broker, so
 two server processes can share them.
 """
@@ -45,6 +45,8 @@ def numbers_app(rooms: Rooms) -> Any:
                 await rooms.leave(args[0], scope)
             elif command == "publish":
                 await rooms.publish(args[0], args[1])
+            elif command == "shout":  # publish, excluding this connection
+                await rooms.publish(args[0], args[1], exclude=scope)
             elif command == "count":  # publish "0" .. "N-1", one by one
                 for i in range(int(args[1])):
                     await rooms.publish(args[0], str(i))
