@@ -4,12 +4,16 @@ application's frames in between; every data frame once, in order, after the resu
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
-from asgi_ws.resume import MemorySessionStore
+from asgi_ws.resume import MemorySessionStore, SessionStore
 from tests.resume import resume_app
 from tests.resume.wire import Stream, opened, read_until
 from tests.support.server import serve
@@ -19,16 +23,37 @@ def got(n: int) -> Any:
     return lambda s: len(s.data) >= n
 
 
+@dataclass
+class Two:
+    """A member and a publisher, resumable clients of one server (tests/resume/resume_app.py)."""
+
+    base: str
+    ws: ClientConnection
+    member: Stream
+    publisher: ClientConnection
+    other: Stream
+
+
+@contextlib.asynccontextmanager
+async def two_clients(store: str | SessionStore = "memory://") -> AsyncIterator[Two]:
+    app = resume_app.make_app(store, broker="memory://?history=1000")
+    try:
+        async with serve(app) as server:
+            base = server.ws_url("/")
+            member, other = Stream(), Stream()
+            yield Two(base, await opened(base, member), member, await opened(base, other), other)
+    finally:
+        await app.close()
+
+
 @pytest.mark.parametrize("store_kind", ["memory", "redis"])
 async def test_interleaved_rooms_and_frames_resume_exactly(store_kind: str, request: pytest.FixtureRequest) -> None:
     redis = request.getfixturevalue("redis_url") if store_kind == "redis" else None
-    store = f"{redis}?prefix=asgi_ws_runs_{uuid.uuid4().hex[:8]}:" if redis else "memory://"
-    app = resume_app.make_app(store, broker="memory://?history=1000")
-    async with serve(app) as server:
-        base = server.ws_url("/")
-        member, other = Stream(), Stream()
-        ws = await opened(base, member)
-        publisher = await opened(base, other)
+    store: str | SessionStore = f"{redis}?prefix=asgi_ws_runs_{uuid.uuid4().hex[:8]}:" if redis else "memory://"
+    if store == "memory://":
+        store = MemorySessionStore()
+    async with two_clients(store) as two:
+        base, ws, member, publisher = two.base, two.ws, two.member, two.publisher
         for room in ("a", "b"):
             await ws.send(f"join {room}")
         await read_until(ws, member, got(2))
@@ -46,8 +71,8 @@ async def test_interleaved_rooms_and_frames_resume_exactly(store_kind: str, requ
             expected.append(f"a{i}")
         await read_until(ws, member, got(len(expected)))
         assert member.data == expected
-        if store_kind == "memory":
-            record = app.store._records[member.session_id]  # type: ignore[attr-defined]
+        if isinstance(store, MemorySessionStore):
+            record = store._records[member.session_id]  # type: ignore[index]
             runs = [e for e in record.entries if not isinstance(e[1], list)]
             assert 20 <= len(runs) <= 22  # the switches, not the 30 messages
 
@@ -62,17 +87,11 @@ async def test_interleaved_rooms_and_frames_resume_exactly(store_kind: str, requ
         await publisher.send("publish a live")
         await read_until(ws, member, got(len(expected) + 1))
         assert member.data[-1] == "live"
-    await app.close()
 
 
 async def test_a_room_left_with_its_run_open_stays_left_after_a_resume() -> None:
-    store = MemorySessionStore()
-    app = resume_app.make_app(store, broker="memory://?history=1000")
-    async with serve(app) as server:
-        base = server.ws_url("/")
-        member, other = Stream(), Stream()
-        ws = await opened(base, member)
-        publisher = await opened(base, other)
+    async with two_clients() as two:
+        base, ws, member, publisher, other = two.base, two.ws, two.member, two.publisher, two.other
         await ws.send("join a")
         await read_until(ws, member, got(1))
         await publisher.send("count a 5")
@@ -93,18 +112,13 @@ async def test_a_room_left_with_its_run_open_stays_left_after_a_resume() -> None
         await ws.send("emit 2 3")
         await read_until(ws, member, got(8))
         assert member.data[-1] == "2"  # nothing of room a came in between
-    await app.close()
 
 
 async def test_a_publishers_own_excluded_messages_restart_its_run() -> None:
     """exclude= skips the publisher's own message: its next message of the room cannot continue
     the run (a hole), so a new run starts, and the resume stays exact."""
-    app = resume_app.make_app(broker="memory://?history=1000")
-    async with serve(app) as server:
-        base = server.ws_url("/")
-        member, other = Stream(), Stream()
-        ws = await opened(base, member)
-        publisher = await opened(base, other)
+    async with two_clients() as two:
+        base, ws, member, publisher, other = two.base, two.ws, two.member, two.publisher, two.other
         for client, stream in ((ws, member), (publisher, other)):
             await client.send("join r")
             await read_until(client, stream, got(1))
@@ -118,4 +132,3 @@ async def test_a_publishers_own_excluded_messages_restart_its_run() -> None:
         ws = await opened(base, member)
         await read_until(ws, member, got(5))
         assert member.data == ["joined r", "0", "1", "2", "after"]  # "mine" is not replayed either
-    await app.close()
