@@ -4,7 +4,9 @@ A process holds **one** broker subscription per room however many of its connect
 members, encodes each message **once** per member format, and hands it to each local member's
 delivery sink without awaiting (:mod:`asgi_ws.delivery`: the connection's outbound path, or
 the resumable session that installed itself there): a slow member never stalls a room, and
-the fan-out loop, one for every kind of member, is as short as it can be.
+the fan-out loop, one for every kind of member, is as short as it can be. Server code
+follows a room with :meth:`Rooms.subscribe` (:mod:`asgi_ws.rooms.subscription`): the same
+loop hands it the published value, sharing the room's broker subscription.
 
 Without history, a publish goes to the broker first, then to the local members: the other
 processes' members do not wait for this one's fan-out; a process ignores its own echo. With
@@ -20,7 +22,7 @@ import inspect
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any
 
 from .. import log as _log
@@ -39,6 +41,7 @@ from .envelope import EnvelopeError, Format
 from .members import Member, Room, RoomsStats, check_room, connection
 from .presence import PresenceEntry, PresenceTracker, check_meta
 from .presence_link import PresenceCallback, PresenceLink
+from .subscription import Fallback, RoomMessage, Subscription, SubscriptionPolicy, check_position
 
 logger = logging.getLogger("asgi_ws.rooms")
 
@@ -57,8 +60,9 @@ class Rooms:
         authorize: optional ``authorize(scope, room, action) -> True | False | reason``
             (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``. Only ``True``
             allows; ``False`` denies with ``forbidden``, a string denies with that reason.
-            Checked by :meth:`join` and by :meth:`publish` when ``sender`` is given, and by
-            :class:`~asgi_ws.PubSubApp` for every client request.
+            Checked by :meth:`join`, by :meth:`subscribe` when ``scope`` is given, by
+            :meth:`publish` when ``sender`` is given, and by :class:`~asgi_ws.PubSubApp` for
+            every client request.
         namespace: prefix of this instance's broker channels; instances with different
             namespaces on one broker do not see each other.
         presence: keep the cluster-wide member list (:meth:`members`, presence events).
@@ -114,7 +118,7 @@ class Rooms:
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
         self._members: dict[Connection, Member] = {}
-        self._by_id: dict[str, Member] = {}
+        self._by_id: dict[str, Member | Subscription] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -148,6 +152,9 @@ class Rooms:
         if self._closed:
             return
         self._closed = True
+        for state in list(self._rooms.values()):
+            for sub in list(state.subs):
+                sub._end()  # their iteration ends after what they hold
         if self._started and self.presence_enabled:
             await self._presence.goodbye()
         # Cancel until they end: on Python 3.11 asyncio.wait_for (redis-py's socket writes)
@@ -209,10 +216,7 @@ class Rooms:
         conn = connection(member)
         await self._check(conn.scope, room, "subscribe")
         entry = self._member(conn)
-        state = self._rooms.get(room)
-        if state is None:
-            state = self._rooms[room] = Room(room, f"{self.namespace}:{room}")
-            self._by_channel[state.channel] = state
+        state = self._room(room)
         membership = entry.rooms.get(room)
         added = membership is None
         if membership is None:
@@ -283,17 +287,137 @@ class Rooms:
         callbacks.append(callback)
         return lambda: callbacks.remove(callback) if callback in callbacks else None
 
+    # -- server-side subscriptions ------------------------------------------------------------
+
+    def subscribe(
+        self,
+        room: str,
+        *,
+        after: str | None = None,
+        scope: Scope | None = None,
+        max_messages: int = 1000,
+        policy: SubscriptionPolicy = "drop_oldest",
+        conflate_key: Callable[[RoomMessage], Hashable | None] | None = None,
+        fallback: Fallback = "drop_oldest",
+    ) -> Subscription:
+        """Follow ``room`` from server code: ``async with rooms.subscribe(room) as sub: async for
+        message in sub`` (each a :class:`~asgi_ws.rooms.RoomMessage`: the published value and its
+        position). Entering subscribes; leaving unsubscribes (:class:`~asgi_ws.rooms.Subscription`).
+
+        The subscription shares the room's one broker subscription in this process with its
+        WebSocket members and other subscriptions; it is not a member (no presence, not in
+        :meth:`local_count`).
+
+        Args:
+            room: the room.
+            after: with a broker that keeps history, replay what the room carried after this
+                position first (at most the broker's ``history`` messages), then go on live,
+                with no gap and no duplicate at the seam.
+            scope: the scope of the client this subscription serves (an HTTP request's, for
+                an SSE endpoint): ``authorize(scope, room, "subscribe")`` is asked on entering.
+                Without it ``authorize`` is not asked: server code decides for itself.
+            max_messages: messages buffered at most while the consumer is behind.
+            policy: what a message finding the buffer full does: ``"drop_oldest"`` (the
+                oldest buffered is dropped), ``"drop_newest"`` (it is dropped),
+                ``"conflate"`` (a buffered message of the same ``conflate_key`` is replaced,
+                at any fill level; else ``fallback``), ``"close"`` (the iteration raises
+                :class:`~asgi_ws.rooms.SubscriptionOverflow`). No ``"block"``: the fan-out
+                cannot wait.
+            conflate_key: ``key(message) -> hashable | None`` for ``"conflate"`` (None: never
+                conflated).
+            fallback: what ``"conflate"`` does for a message without a buffered twin when the
+                buffer is full: ``"drop_oldest"``, ``"drop_newest"`` or ``"close"``.
+
+        Raises:
+            ValueError: ``room`` is not a room name, ``after`` not a position.
+            ConfigurationError: bad options; ``after`` with a broker that keeps no history.
+
+        Entering raises :class:`~asgi_ws.exceptions.PermissionDenied` (``authorize`` refused),
+        :class:`~asgi_ws.rooms.HistoryGap` (the history no longer reaches back to ``after``),
+        or the broker's error.
+        """
+        check_room(room)
+        if after is not None:
+            check_position(after)
+            if not self.history:
+                raise ConfigurationError(
+                    f"after= needs a broker that keeps history: {self.broker.safe_url} does not "
+                    "(memory://, redis://, postgres:// and nats:// do, with ?history=N)"
+                )
+        return Subscription(
+            self,
+            room,
+            f"{self.node}.{next(self._ids)}",
+            after=after,
+            scope=scope,
+            max_messages=max_messages,
+            policy=policy,
+            conflate_key=conflate_key,
+            fallback=fallback,
+        )
+
+    async def _attach(self, sub: Subscription) -> str | None:
+        """A subscription enters: it is handed the room's messages, and the room is subscribed.
+        Returns the room's last position here (with history: the last one fanned out, or the
+        broker's newest when the room was subscribed)."""
+        await self.start()
+        if sub.scope is not None:
+            await self._check(sub.scope, sub.room, "subscribe")
+        state = self._room(sub.room)
+        state.subs[sub] = None
+        state._snapshot = None
+        self._by_id[sub.id] = sub
+        try:
+            await self._sync_subscription(state)
+        except BaseException:
+            await self._detach(sub)  # a subscription that failed (broker down, cancelled) leaves nothing
+            raise
+        return state.last
+
+    async def _detach(self, sub: Subscription) -> None:
+        """A subscription leaves; the room is unsubscribed if nobody else here follows it. The
+        broker is told from a task of this instance: a cancellation of the caller (the usual
+        way a streaming response ends) does not stop it half-way."""
+        self._by_id.pop(sub.id, None)
+        state = self._rooms.get(sub.room)
+        if state is None or sub not in state.subs:
+            return
+        del state.subs[sub]
+        state._snapshot = None
+        if not self._closed:
+            await asyncio.shield(self._spawn(self._sync_quietly(state)))
+
+    async def _sync_quietly(self, state: Room) -> None:
+        try:
+            await self._sync_subscription(state)
+        except Exception as exc:  # the broker is down or closing: it drops its subscriptions itself
+            logger.debug("room %r not unsubscribed: %r", state.name, exc)
+
+    async def _history_after(self, room: str, after: str, until: str | None = None) -> list[tuple[str, Any]] | None:
+        """What ``room`` carried after position ``after`` (:meth:`missed`), as published values."""
+        entries = await self._after(room, after, until)
+        if entries is None:
+            return None
+        values: list[tuple[str, Any]] = []
+        for position, kind, body in entries:
+            try:
+                values.append((position, envelope.value_of(kind, body)))
+            except EnvelopeError as exc:
+                self._malformed(f"a message of the history of {room!r}", exc)
+        return values
+
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, room: str, data: Any, *, exclude: Any = None, sender: Any = None) -> int:
-        """Send ``data`` to every member of ``room`` in every process.
+        """Send ``data`` to every member and subscription of ``room`` in every process.
 
         ``data`` is sent as a binary message when it is ``bytes``, as text when it is a
         ``str``, and JSON-encoded otherwise (an :class:`~asgi_ws.rooms.envelope.Payload` is
-        sent as it was encoded). ``exclude`` (a member) does not receive it, in any process.
-        With ``sender`` (a member) the ``publish`` action is authorized against its scope.
-        Returns how many local members it was handed to (0 with a history broker: local
-        members then receive through the broker).
+        sent as it was encoded). ``exclude`` (a member, or a :class:`~asgi_ws.rooms.Subscription`)
+        does not receive it, in any process. With ``sender`` (a member, or a subscription made
+        with a ``scope``) the ``publish`` action is authorized against its scope.
+        Returns how many local members and subscriptions it was handed to (0 with a history
+        broker: they then receive through the broker).
 
         Raises:
             ValueError: ``data`` cannot be sent to clients (a lone surrogate in a string, a
@@ -303,8 +427,14 @@ class Rooms:
         kind, payload = envelope.payload_of(data)
         await self.start()
         if sender is not None:
-            await self._check(connection(sender).scope, room, "publish")
-        skip = self._members.get(connection(exclude)) if exclude is not None else None
+            scope = sender.scope if isinstance(sender, Subscription) else connection(sender).scope
+            if scope is not None:
+                await self._check(scope, room, "publish")
+        skip: Member | Subscription | None = None
+        if isinstance(exclude, Subscription):
+            skip = exclude
+        elif exclude is not None:
+            skip = self._members.get(connection(exclude))
         self.stats.published += 1
         if not self._remote:  # memory:// without history: nobody else to reach
             return self._fan_out(room, kind, payload, skip)
@@ -330,15 +460,28 @@ class Rooms:
         return sum([await self.publish(room, encoded, exclude=exclude, sender=sender) for room in rooms])
 
     def _fan_out(
-        self, room: str, kind: envelope.Kind, payload: bytes, skip: Member | None, mark: RoomMark | None = None
+        self,
+        room: str,
+        kind: envelope.Kind,
+        payload: bytes,
+        skip: Member | Subscription | None,
+        mark: RoomMark | None = None,
     ) -> int:
         state = self._rooms.get(room)
         if state is None:
             return 0
         skip_deliver = skip.deliver if skip is not None else None
         delivered = dropped = 0
+        message: Any
         for fmt, sinks in state.snapshot():
-            message = envelope.message_for(fmt, room, kind, payload)
+            if fmt == "value":  # the subscriptions: the published value, decoded once for all
+                try:
+                    message = RoomMessage(room, envelope.value_of(kind, payload), mark[1] if mark else None)
+                except EnvelopeError as exc:
+                    self._malformed(f"a message of room {room!r}", exc)
+                    continue
+            else:
+                message = envelope.message_for(fmt, room, kind, payload)  # type: ignore[arg-type]
             for deliver in sinks:  # the hot loop: no await, no allocation per member
                 if deliver is skip_deliver:
                     continue
@@ -362,22 +505,32 @@ class Rooms:
         messages published since then reach the room's members live. The ``exclude`` of a
         publish is not applied (the excluded member may be long gone).
         """
+        entries = await self._after(room, after, until)
+        if entries is None:
+            return None
+        return [(position, envelope.message_for(fmt, room, kind, body)) for position, kind, body in entries]
+
+    async def _after(
+        self, room: str, after: str, until: str | None = None
+    ) -> list[tuple[str, envelope.Kind, bytes]] | None:
+        """What :meth:`missed` and a subscription's ``after=`` read: the kept newest messages
+        when they hold it all, else the broker's history; None when that no longer reaches back."""
         state = self._rooms.get(room)
         kept = state.recent_after(after, until) if state is not None else None
         if kept is not None:
-            return [(position, envelope.message_for(fmt, room, kind, body)) for position, kind, body in kept]
+            return kept
         entries = await self.broker.history(f"{self.namespace}:{room}", after)
         if entries is None:
             return None
-        missed: list[tuple[str, Message]] = []
+        decoded: list[tuple[str, envelope.Kind, bytes]] = []
         for position, data in entries:
             try:
                 kind, body, _, _ = envelope.decode(data)
             except EnvelopeError as exc:  # never delivered live either: the next one's prev tells
                 self._malformed(f"a message of the history of {room!r}", exc)
                 continue
-            missed.append((position, envelope.message_for(fmt, room, kind, body)))
-        return missed
+            decoded.append((position, kind, body))
+        return decoded
 
     # -- the broker's side ---------------------------------------------------------------------
 
@@ -423,19 +576,27 @@ class Rooms:
     async def _sync_subscription(self, state: Room) -> None:
         """Make the broker subscription of ``state`` match whether it has members (one at a time)."""
         async with state.lock:
-            if state.members and not state.subscribed:
+            if state.occupied and not state.subscribed:
                 if self.history:  # read first: what is published meanwhile is not lost, only not live
                     state.last = await self.broker.last_position(state.channel)
                 await self.broker.subscribe(state.channel)
                 state.subscribed = True
-            elif not state.members and state.subscribed:
+            elif not state.occupied and state.subscribed:
                 await self.broker.unsubscribe(state.channel)
                 state.subscribed = False
-            if not state.members and not state.subscribed and self._rooms.get(state.name) is state:
+            if not state.occupied and not state.subscribed and self._rooms.get(state.name) is state:
                 del self._rooms[state.name]
                 del self._by_channel[state.channel]
 
     # -- members ----------------------------------------------------------------------------------
+
+    def _room(self, room: str) -> Room:
+        """The state of ``room``, made when it gets its first member or subscription here."""
+        state = self._rooms.get(room)
+        if state is None:
+            state = self._rooms[room] = Room(room, f"{self.namespace}:{room}")
+            self._by_channel[state.channel] = state
+        return state
 
     def _member(self, conn: Connection) -> Member:
         entry = self._members.get(conn)
@@ -527,10 +688,11 @@ class Rooms:
             key="malformed",
         )
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 __all__ = ["Rooms", "RoomsStats"]

@@ -8,6 +8,9 @@ shared by every member of that format:
 - ``raw``: the payload itself (the application's own message format);
 - ``channel``: ``{"channel": <room>, "data": <payload>}``, for the multiplexed pub/sub
   protocol; a JSON payload is spliced in as it is, never parsed and re-serialised.
+
+Server-side subscriptions (:meth:`Rooms.subscribe <asgi_ws.Rooms.subscribe>`) get the value that
+was published instead, decoded once per message (:func:`value_of`).
 """
 
 from __future__ import annotations
@@ -100,6 +103,23 @@ def decode(envelope: bytes) -> tuple[Kind, bytes, str, str]:
     return _KIND_NAMES[kind], payload, node, exclude
 
 
+def value_of(kind: Kind, payload: bytes) -> Any:
+    """What was published, from its payload: ``bytes`` for binary, ``str`` for text, the JSON value
+    for JSON (a payload of this library's publishers is valid; another's may not be).
+
+    Raises:
+        EnvelopeError: a JSON payload that does not parse.
+    """
+    if kind == "binary":
+        return payload
+    if kind == "text":
+        return payload.decode()
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError(f"a JSON payload that does not parse: {exc}") from None
+
+
 def message_for(fmt: Format, room: str, kind: Kind, payload: bytes) -> Message:
     """The ASGI message a member of format ``fmt`` receives for this payload (build once, share)."""
     if fmt == "raw":
@@ -118,4 +138,4 @@ def message_for(fmt: Format, room: str, kind: Kind, payload: bytes) -> Message:
     return {"type": "websocket.send", "text": f'{{"channel":{_dumps(room)},"data":{data}}}'}
 
 
-__all__ = ["EnvelopeError", "Format", "Kind", "Payload", "decode", "encode", "message_for", "payload_of"]
+__all__ = ["EnvelopeError", "Format", "Kind", "Payload", "decode", "encode", "message_for", "payload_of", "value_of"]

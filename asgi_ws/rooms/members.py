@@ -2,8 +2,9 @@
 
 A member is a connection (a Starlette/FastAPI WebSocket, a Channels consumer, a scope or an
 asgi_ws :class:`~asgi_ws.Connection`, all found through :func:`connection`), with its
-memberships; a room keeps its members' delivery sinks grouped by format, rebuilt only when
-membership changes, so that the fan-out loop reads one tuple per format.
+memberships; a room keeps its members' delivery sinks grouped by format, and its server-side
+subscriptions (:mod:`asgi_ws.rooms.subscription`) as one more group, ``"value"``, rebuilt only
+when membership changes, so that the fan-out loop reads one tuple per format.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import collections
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import position_key
 from ..connection import Connection, connection_of
@@ -20,6 +21,9 @@ from ..delivery import Membership
 from ..exceptions import ConfigurationError
 from ..protocol import is_text
 from .envelope import Format, Kind
+
+if TYPE_CHECKING:
+    from .subscription import Subscription
 
 MAX_ROOM_LENGTH = 200
 _FORMATS: tuple[Format, ...] = ("raw", "channel")
@@ -52,7 +56,18 @@ class Member:
 
 
 class Room:
-    __slots__ = ("_snapshot", "channel", "last", "lock", "members", "name", "recent", "subscribed", "watchers")
+    __slots__ = (
+        "_snapshot",
+        "channel",
+        "last",
+        "lock",
+        "members",
+        "name",
+        "recent",
+        "subs",
+        "subscribed",
+        "watchers",
+    )
 
     def __init__(self, name: str, channel: str) -> None:
         self.name = name
@@ -64,9 +79,16 @@ class Room:
         self.recent: collections.deque[tuple[str, Kind, bytes]] | None = None
         self.members: dict[Member, Format] = {}
         self.watchers: dict[Member, None] = {}
+        #: Server-side subscriptions of this process (no presence, no connection).
+        self.subs: dict[Subscription, None] = {}
         self.lock = asyncio.Lock()
         self.subscribed = False
-        self._snapshot: tuple[tuple[Format, tuple[Any, ...]], ...] | None = None
+        self._snapshot: tuple[tuple[str, tuple[Any, ...]], ...] | None = None
+
+    @property
+    def occupied(self) -> bool:
+        """Has the room a member or a subscription here (then it needs its broker subscription)?"""
+        return bool(self.members or self.subs)
 
     def remember(self, position: str, prev: str, kind: Kind, body: bytes, size: int) -> None:
         """Keep the message at ``position`` among the ``size`` newest; after a gap (a message this
@@ -94,15 +116,17 @@ class Room:
             return None
         return list(itertools.islice(recent, number + 1 - first, None))
 
-    def snapshot(self) -> tuple[tuple[Format, tuple[Any, ...]], ...]:
-        """The members' sinks by format (formats without members left out); rebuilt only when
-        membership changes."""
+    def snapshot(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The members' sinks by format (formats without members left out), then the
+        subscriptions' as format ``"value"``; rebuilt only when membership changes."""
         if self._snapshot is None:
-            groups: list[tuple[Format, tuple[Any, ...]]] = []
+            groups: list[tuple[str, tuple[Any, ...]]] = []
             for fmt in _FORMATS:
                 sinks = tuple(m.deliver for m, f in self.members.items() if f == fmt)
                 if sinks:
                     groups.append((fmt, sinks))
+            if self.subs:
+                groups.append(("value", tuple(sub.deliver for sub in self.subs)))
             self._snapshot = tuple(groups)
         return self._snapshot
 

@@ -64,7 +64,7 @@ class PresenceLink:
         #: Messages waiting to be published (None until started).
         self.out: asyncio.Queue[dict[str, Any]] | None = None
 
-    async def start(self, spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    async def start(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
         """Subscribe to the presence channel, start the sender and the beats, say hello."""
         self.out = asyncio.Queue(MAX_PENDING_PRESENCE)
         await self.broker.subscribe(self.channel)
