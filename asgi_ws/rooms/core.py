@@ -368,9 +368,14 @@ class Rooms:
         state._snapshot = None
         self._by_id[sub.id] = sub
         try:
-            await self._sync_subscription(state)
+            # In a task of this instance: a cancelled caller does not cancel the broker's own
+            # request half-way (RabbitMQ closes a channel whose bind is cancelled).
+            await asyncio.shield(self._spawn(self._sync_subscription(state)))
         except BaseException:
-            await self._detach(sub)  # a subscription that failed (broker down, cancelled) leaves nothing
+            # A subscription that failed (broker down, cancelled) leaves nothing: the room is
+            # unsubscribed once the broker's request in flight is done, without waiting for it.
+            if self._release(sub) is not None and not self._closed:
+                self._spawn(self._sync_quietly(state))
             raise
         return state.last
 
@@ -378,14 +383,19 @@ class Rooms:
         """A subscription leaves; the room is unsubscribed if nobody else here follows it. The
         broker is told from a task of this instance: a cancellation of the caller (the usual
         way a streaming response ends) does not stop it half-way."""
+        state = self._release(sub)
+        if state is not None and not self._closed:
+            await asyncio.shield(self._spawn(self._sync_quietly(state)))
+
+    def _release(self, sub: Subscription) -> Room | None:
+        """Hand ``sub`` nothing more; the room's state if it was there."""
         self._by_id.pop(sub.id, None)
         state = self._rooms.get(sub.room)
         if state is None or sub not in state.subs:
-            return
+            return None
         del state.subs[sub]
         state._snapshot = None
-        if not self._closed:
-            await asyncio.shield(self._spawn(self._sync_quietly(state)))
+        return state
 
     async def _sync_quietly(self, state: Room) -> None:
         try:

@@ -158,6 +158,7 @@ class Subscription:
         "_failure",
         "_key",
         "_replay",
+        "_skip",
         "_waiter",
         "after",
         "conflated",
@@ -216,6 +217,9 @@ class Subscription:
             collections.OrderedDict() if self._key is not None else collections.deque()
         )
         self._replay: collections.deque[RoomMessage] = collections.deque()  # from the history: unbounded by the policy
+        #: After a replay: live messages at or before this position are in it (their delivery
+        #: from the broker may lag behind the history's answer), and are dropped.
+        self._skip: tuple[int, int] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._entered = self._ended = False
         self._failure: SubscriptionOverflow | None = None
@@ -254,9 +258,10 @@ class Subscription:
 
     async def _catch_up(self, after: str) -> None:
         """Replay what the room carried after ``after``, ahead of the live messages buffered
-        since the subscription was made; those the replay holds are dropped. A first live
-        message that does not follow the replay (the history was read before it had it) makes
-        the history be read again from the replay's end."""
+        since the subscription was made; those the replay holds are dropped, whether they came
+        before the history's answer or come after it. A first live message that does not
+        follow the replay (the history was read before it had it) makes the history be read
+        again from the replay's end."""
         reached = after
         while True:
             entries = await self.rooms._history_after(self.room, reached)
@@ -266,6 +271,7 @@ class Subscription:
                 self._replay.append(RoomMessage(self.room, value, position))
             if entries:
                 reached = entries[-1][0]
+            self._skip = position_key(reached)
             first = self._drop_through(reached)
             if first is None or not entries or first.position is None or follows(first.position, reached):
                 return
@@ -307,6 +313,10 @@ class Subscription:
         """Take one message of the room (never raises, never awaits); False when it was refused."""
         if self._ended or self._failure is not None:
             return False
+        if self._skip is not None and message.position is not None:
+            if position_key(message.position) <= self._skip:
+                return True  # handed out with the replay
+            self._skip = None  # the broker hands a room's messages over in position order
         buffer = self._buffer
         token: Hashable = None
         if isinstance(buffer, collections.deque):

@@ -500,21 +500,32 @@ async def published(rooms: Rooms, values: range) -> list[str]:
     return positions
 
 
-@pytest.mark.parametrize("seam", ["published during the read", "published before the read", "history lags"])
+SEAMS = ["published during the read", "published before the read", "delivered after the answer", "history lags"]
+
+
+@pytest.mark.parametrize("seam", SEAMS)
 async def test_after_replays_then_goes_on_live_with_nothing_missed_or_twice_at_the_seam(seam: str) -> None:
     """Live messages arrive while the history is read: after it (the replay lacks them), before
-    it (the replay holds them too: dropped from the live ones), or the history the broker
-    answers lags behind what it delivered (read again from the replay's end)."""
+    it (the replay holds them too: dropped from the live ones), after the history's answer
+    although the replay holds them (the broker's delivery lags: dropped as they come), or the
+    history the broker answers lags behind what it delivered (read again from the replay's end)."""
     async with Rooms(HISTORY) as rooms:
         positions = await published(rooms, range(20))
         real = rooms.broker.history
         reads: list[str] = []
+        deliver = rooms.broker._deliver
+        late: list[tuple[Any, ...]] = []
 
         async def history(channel: str, after: str) -> Any:
             reads.append(after)
             if len(reads) == 1 and seam == "published before the read":
                 for i in range(20, 25):
                     await rooms.publish("lobby", i)
+            if len(reads) == 1 and seam == "delivered after the answer":
+                rooms.broker._deliver = lambda *args: late.append(args)  # type: ignore[assignment]
+                for i in range(20, 25):
+                    await rooms.publish("lobby", i)
+                rooms.broker._deliver = deliver
             entries = await real(channel, after)
             if len(reads) == 1 and seam == "published during the read":
                 for i in range(20, 25):
@@ -527,6 +538,9 @@ async def test_after_replays_then_goes_on_live_with_nothing_missed_or_twice_at_t
 
         rooms.broker.history = history  # type: ignore[method-assign]
         async with rooms.subscribe("lobby", after=positions[4]) as sub:
+            for args in late:
+                assert deliver is not None
+                deliver(*args)
             await rooms.publish("lobby", 25)
             got = await take(sub, 21)
             assert data(got) == list(range(5, 26)) and consecutive(got, after=positions[4])
