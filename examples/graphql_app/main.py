@@ -7,9 +7,9 @@ AuthMiddleware established in ``info.context["request"].scope["user"]``. A Graph
 never says the asgi_ws ``hello``, so it is a plain client: the heartbeat never pings it and
 nothing but GraphQL reaches it (the protocol's own ``ping``/``pong`` keep it alive).
 
-``sendMessage`` publishes to a room with Rooms; ``messages(room)`` streams the room: every
-process on the same broker (``ASGI_WS_BROKER=redis://...``) sees every message, through
-:class:`~examples.graphql_app.feed.RoomFeed`.
+``sendMessage`` publishes to a room with Rooms; ``messages(room)`` streams the room with
+``rooms.subscribe(room)``: every process on the same broker (``ASGI_WS_BROKER=redis://...``)
+sees every message, whoever published it (a mutation, or any ``rooms.publish`` of the server).
 
 Configuration (environment variables):
     ASGI_WS_BROKER         the Rooms broker (default ``memory://``: one process)
@@ -44,8 +44,6 @@ from asgi_ws import (
 )
 from asgi_ws.auth import SignedTicket
 
-from .feed import RoomFeed
-
 #: The one subprotocol spoken (graphql-ws's successor; the legacy ``graphql-ws`` is refused).
 SUBPROTOCOL = GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -56,9 +54,9 @@ def identity_of(info: Info) -> str | None:
     return getattr(user, "identity", None) if getattr(user, "is_authenticated", False) else None
 
 
-def feed_of(info: Info) -> RoomFeed:
-    feed: RoomFeed = info.context["request"].app.state.feed
-    return feed
+def rooms_of(info: Info) -> Rooms:
+    rooms: Rooms = info.context["request"].app.state.rooms
+    return rooms
 
 
 @strawberry.type
@@ -83,7 +81,7 @@ class Mutation:
         if author is None:
             raise PermissionError("sign in: send mutations over the WebSocket opened with ?ticket=")
         message = {"room": room, "text": text, "author": author}
-        await feed_of(info).publish(room, message)
+        await rooms_of(info).publish(room, message)
         return ChatMessage(**message)
 
 
@@ -91,10 +89,16 @@ class Mutation:
 class Subscription:
     @strawberry.subscription(description="The messages of a room, from every process.")
     async def messages(self, info: Info, room: str) -> AsyncGenerator[ChatMessage, None]:
-        async with feed_of(info).subscribe(room) as queue:
-            while True:
-                item = await queue.get()
-                yield ChatMessage(room=item["room"], text=item["text"], author=item["author"])
+        # The room's one broker subscription in this process, shared with every resolver and
+        # WebSocket member; a slow GraphQL client loses the oldest of 100 (then its socket's
+        # BackpressureMiddleware policy applies). The block ends when the client completes the
+        # subscription or goes away (Strawberry cancels the resolver): the room is left.
+        scope = info.context["request"].scope  # asked of Rooms(authorize=...) if the app sets one
+        async with rooms_of(info).subscribe(room, scope=scope, max_messages=100) as sub:
+            async for message in sub:
+                item = message.data
+                if isinstance(item, dict) and isinstance(item.get("text"), str):  # a chat message
+                    yield ChatMessage(room=room, text=item["text"], author=str(item.get("author", "")))
 
     @strawberry.subscription(description="The identity of this connection, then every `interval` seconds again.")
     async def whoami(self, info: Info, times: int = 1, interval: float = 0.0) -> AsyncGenerator[str | None, None]:
@@ -126,7 +130,6 @@ def make_app(
 ) -> FastAPI:
     """The application; arguments left None are read from the environment (module docstring)."""
     rooms = Rooms(broker or os.environ.get("ASGI_WS_BROKER", "memory://"), namespace="graphql")
-    feed = RoomFeed(rooms)
     tickets = SignedTicket(secret_keys or _list("ASGI_WS_SECRET_KEYS") or [secrets.token_urlsafe(32)], max_age=60)
     if allow_missing_origin is None:
         allow_missing_origin = os.environ.get("ASGI_WS_ALLOW_MISSING_ORIGIN") == "1"
@@ -134,14 +137,10 @@ def make_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with rooms:
-            await feed.start()
-            try:
-                yield
-            finally:
-                await feed.close()
+            yield
 
     app = FastAPI(title="asgi_ws GraphQL example", lifespan=lifespan)
-    app.state.rooms, app.state.feed, app.state.tickets = rooms, feed, tickets
+    app.state.rooms, app.state.tickets = rooms, tickets
     # OriginMiddleware decides which pages may connect (exact, wildcard, same-origin, missing):
     # Strawberry's own check (0.339+, allowed_origins) is left open rather than kept in step.
     graphql: GraphQLRouter[Any, Any] = GraphQLRouter(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -100,6 +100,19 @@ async def test_a_mutation_reaches_a_subscription_in_the_same_process(server: Any
     assert received["author"] == "alice" and received["room"] == "lobby"
 
 
+async def test_any_rooms_publish_of_the_process_reaches_its_resolvers(server: Any, sessions: Sessions) -> None:
+    """Not only mutations: server code publishing with the app's Rooms reaches the subscription
+    of a client of the same process (its resolver follows the room with rooms.subscribe)."""
+    rooms = server.server.config.app.state.rooms
+    bob = await sessions.open(server.ws_url(f"/graphql?ticket={ticket('bob')}"))
+
+    def publish(room: str, text: str) -> Awaitable[int]:
+        return rooms.publish(room, {"text": text, "author": "the server"})
+
+    received = await publish_until_received(publish, bob, "news")
+    assert received["author"] == "the server" and received["room"] == "news"
+
+
 async def test_handshakes_the_middlewares_refuse(server: Any) -> None:
     url = server.ws_url("/graphql")
     proto = [SUBPROTOCOL]
@@ -159,15 +172,31 @@ async def test_the_heartbeat_never_speaks_to_a_graphql_client_that_did_not_opt_i
     assert counts[True][0] == "welcome" and "ping" in counts[True], counts[True]
 
 
+Publish = Callable[[str, str], Awaitable[object]]
+
+
+def mutations(publisher: AsyncClientSession) -> Publish:
+    """Publish ``text`` to ``room`` with the ``sendMessage`` mutation, through ``publisher``."""
+    mutation = gql("mutation ($room: String!, $text: String!) { sendMessage(room: $room, text: $text) { author } }")
+
+    def send(room: str, text: str) -> Awaitable[object]:
+        mutation.variable_values = {"room": room, "text": text}
+        return publisher.execute(mutation)
+
+    return send
+
+
 async def publish_until_received(
-    publisher: AsyncClientSession, subscriber: AsyncClientSession, room: str
+    publish: Publish | AsyncClientSession, subscriber: AsyncClientSession, room: str
 ) -> dict[str, Any]:
-    """Subscribe ``subscriber`` to ``room``, then send mutations through ``publisher`` until one
-    arrives (the subscription is live on the broker some time after the subscribe was sent:
-    graphql-transport-ws has no acknowledgement for it). Returns the first message received."""
+    """Subscribe ``subscriber`` to ``room``, then publish (mutations through a session, or any
+    ``publish(room, text)``) until one arrives (the subscription is live on the broker some time
+    after the subscribe was sent: graphql-transport-ws has no acknowledgement for it). Returns
+    the first message received."""
+    if isinstance(publish, AsyncClientSession):
+        publish = mutations(publish)
     subscription = gql("subscription ($room: String!) { messages(room: $room) { room text author } }")
     subscription.variable_values = {"room": room}
-    mutation = gql("mutation ($room: String!, $text: String!) { sendMessage(room: $room, text: $text) { author } }")
     first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def listen() -> None:
@@ -181,8 +210,7 @@ async def publish_until_received(
         async with asyncio.timeout(WAIT):
             while not first.done():
                 sent.append(f"hello {len(sent)}")
-                mutation.variable_values = {"room": room, "text": sent[-1]}
-                await publisher.execute(mutation)
+                await publish(room, sent[-1])
                 await asyncio.wait({first, listener}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
                 if listener.done():
                     listener.result()  # raises what ended the subscription
