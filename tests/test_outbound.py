@@ -337,3 +337,28 @@ def test_limits_are_validated(kwargs: dict[str, Any], message: str) -> None:
         QueueLimits(**kwargs)
     with pytest.raises(ConfigurationError, match=message):
         BackpressureMiddleware(lambda scope, receive, send: None, **kwargs)
+
+
+async def test_a_message_offered_as_the_writer_finishes_is_neither_stranded_nor_overtaken() -> None:
+    # The writer task writes its last queued message and ends; callbacks scheduled before its
+    # done callback run in between. A message offered there must not wait behind a writer
+    # that is already gone (to be overtaken by the next one written eagerly).
+    server = FakeServer()
+    outbound, _ = make(server, max_messages=10)
+    loop = asyncio.get_running_loop()
+    written = server.send
+
+    async def send(message: Message) -> None:
+        await written(message)
+        if message.get("text") == "1":
+            loop.call_soon(outbound.offer, text("2"))
+
+    outbound._send = send
+    server.writable.clear()
+    outbound.offer(text("0"))
+    outbound.offer(text("1"))
+    server.writable.set()
+    await settle()
+    outbound.offer(text("3"))
+    await settle()
+    assert server.texts() == ["0", "1", "2", "3"] and outbound.queued == 0
