@@ -41,7 +41,7 @@ from .envelope import EnvelopeError, Format
 from .members import Member, Room, RoomsStats, check_room, connection
 from .presence import PresenceEntry, PresenceTracker, check_meta
 from .presence_link import PresenceCallback, PresenceLink
-from .subscription import Fallback, RoomMessage, Subscription, SubscriptionPolicy, check_position
+from .subscription import Fallback, Options, RoomMessage, Subscription, SubscriptionPolicy, check_position
 
 logger = logging.getLogger("asgi_ws.rooms")
 
@@ -344,17 +344,8 @@ class Rooms:
                     f"after= needs a broker that keeps history: {self.broker.safe_url} does not "
                     "(memory://, redis://, postgres:// and nats:// do, with ?history=N)"
                 )
-        return Subscription(
-            self,
-            room,
-            f"{self.node}.{next(self._ids)}",
-            after=after,
-            scope=scope,
-            max_messages=max_messages,
-            policy=policy,
-            conflate_key=conflate_key,
-            fallback=fallback,
-        )
+        options = Options(max_messages, policy, conflate_key, fallback).checked()
+        return Subscription(self, room, f"{self.node}.{next(self._ids)}", after, scope, options)
 
     async def _attach(self, sub: Subscription) -> str | None:
         """A subscription enters: it is handed the room's messages, and the room is subscribed.

@@ -30,7 +30,7 @@ import collections
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..brokers.base import position_key
 from ..brokers.history import previous
@@ -129,6 +129,37 @@ def follows(position: str, after: str) -> bool:
     return number == 1 and position_key(after)[0] < epoch
 
 
+class Options(NamedTuple):
+    """How a subscription buffers (the arguments of :meth:`Rooms.subscribe <asgi_ws.Rooms.subscribe>`)."""
+
+    max_messages: int
+    policy: SubscriptionPolicy
+    conflate_key: Callable[[RoomMessage], Hashable | None] | None
+    fallback: Fallback
+
+    def checked(self) -> Options:
+        """These options, if they make sense.
+
+        Raises:
+            ConfigurationError: they do not; ``policy="block"`` above all (the fan-out cannot wait).
+        """
+        max_messages, policy, conflate_key, fallback = self
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+            raise ConfigurationError("max_messages must be a positive integer")
+        if str(policy) == "block":
+            raise ConfigurationError(
+                "policy='block' cannot apply to a subscription: the room's fan-out cannot wait for one "
+                "consumer; use 'close' (the consumer resumes with after=position) or a drop policy"
+            )
+        if policy not in POLICIES:
+            raise ConfigurationError(f"policy must be one of {sorted(POLICIES)}, not {policy!r}")
+        if fallback not in FALLBACKS:
+            raise ConfigurationError(f"fallback must be one of {sorted(FALLBACKS)}, not {fallback!r}")
+        if policy == "conflate" and conflate_key is None:
+            raise ConfigurationError("policy='conflate' needs conflate_key=callable(message) -> key")
+        return self
+
+
 class Subscription:
     """A subscription of server code to one room; made by :meth:`Rooms.subscribe
     <asgi_ws.Rooms.subscribe>`, used as ``async with ... as sub: async for message in sub``.
@@ -145,7 +176,9 @@ class Subscription:
         room: the room.
         id: its id among this process's members and subscriptions (``exclude`` sends it to
             the other processes).
+        after: the position it replays from, or None.
         scope: the scope ``authorize`` was asked about (and ``publish(sender=sub)`` is), or None.
+        options: its buffer's bound and policy.
         position: the position of the last message handed out (initially ``after``).
         dropped: messages the policy dropped (``drop_*``, ``close``).
         conflated: messages replaced by a newer one of the same key (``conflate``).
@@ -164,10 +197,8 @@ class Subscription:
         "conflated",
         "deliver",
         "dropped",
-        "fallback",
         "id",
-        "max_messages",
-        "policy",
+        "options",
         "position",
         "room",
         "rooms",
@@ -175,43 +206,13 @@ class Subscription:
     )
 
     def __init__(
-        self,
-        rooms: Rooms,
-        room: str,
-        subscription_id: str,
-        *,
-        after: str | None = None,
-        scope: Scope | None = None,
-        max_messages: int = 1000,
-        policy: SubscriptionPolicy = "drop_oldest",
-        conflate_key: Callable[[RoomMessage], Hashable | None] | None = None,
-        fallback: Fallback = "drop_oldest",
+        self, rooms: Rooms, room: str, subscription_id: str, after: str | None, scope: Scope | None, options: Options
     ) -> None:
-        if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
-            raise ConfigurationError("max_messages must be a positive integer")
-        if str(policy) == "block":
-            raise ConfigurationError(
-                "policy='block' cannot apply to a subscription: the room's fan-out cannot wait for one "
-                "consumer; use 'close' (the consumer resumes with after=position) or a drop policy"
-            )
-        if policy not in POLICIES:
-            raise ConfigurationError(f"policy must be one of {sorted(POLICIES)}, not {policy!r}")
-        if fallback not in FALLBACKS:
-            raise ConfigurationError(f"fallback must be one of {sorted(FALLBACKS)}, not {fallback!r}")
-        if policy == "conflate" and conflate_key is None:
-            raise ConfigurationError("policy='conflate' needs conflate_key=callable(message) -> key")
-        self.rooms = rooms
-        self.room = room
-        self.id = subscription_id
-        self.after = after
-        self.scope = scope
-        self.max_messages = max_messages
-        self.policy: SubscriptionPolicy = policy
-        self.fallback: Fallback = fallback
-        self.position = after
-        self.dropped = 0
-        self.conflated = 0
-        self._key = conflate_key if policy == "conflate" else None
+        self.rooms, self.room, self.id = rooms, room, subscription_id
+        self.scope, self.options = scope, options
+        self.after = self.position = after
+        self.dropped = self.conflated = 0
+        self._key = options.conflate_key if options.policy == "conflate" else None
         # Live messages, oldest first; keyed (conflate) so that a newer twin replaces a queued one.
         self._buffer: collections.deque[RoomMessage] | collections.OrderedDict[Hashable, RoomMessage] = (
             collections.OrderedDict() if self._key is not None else collections.deque()
@@ -320,11 +321,11 @@ class Subscription:
         buffer = self._buffer
         token: Hashable = None
         if isinstance(buffer, collections.deque):
-            if len(buffer) < self.max_messages:
+            if len(buffer) < self.options.max_messages:
                 buffer.append(message)
                 self._wake()
                 return True
-            policy: str = self.policy
+            policy: str = self.options.policy
         else:
             key = self._key_of(message)
             if key is not None and key in buffer:  # a twin waits: the newer one goes last, in its place
@@ -334,11 +335,11 @@ class Subscription:
                 self._wake()
                 return True
             token = key if key is not None else object()  # a message without a key has no twin
-            if len(buffer) < self.max_messages:
+            if len(buffer) < self.options.max_messages:
                 buffer[token] = message
                 self._wake()
                 return True
-            policy = self.fallback
+            policy = self.options.fallback
         if policy == "drop_newest":
             self.dropped += 1
             return False
@@ -355,7 +356,7 @@ class Subscription:
         self.dropped += 1 + len(buffer)
         buffer.clear()
         self._replay.clear()
-        self._failure = SubscriptionOverflow(self.room, self.position, self.max_messages)
+        self._failure = SubscriptionOverflow(self.room, self.position, self.options.max_messages)
         self._wake()
         return False
 
@@ -416,6 +417,7 @@ __all__ = [
     "POLICIES",
     "Fallback",
     "HistoryGap",
+    "Options",
     "RoomMessage",
     "Subscription",
     "SubscriptionError",
