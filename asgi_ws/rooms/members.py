@@ -35,7 +35,7 @@ class RoomsStats:
 
     published: int = 0
     delivered: int = 0
-    dropped: int = 0  # offers refused: a member's queue policy dropped or closed, or it was gone
+    dropped: int = 0  # offers refused: a member's (or subscription's) policy dropped or closed, or it was gone
     received: int = 0  # messages from other processes
     malformed: int = 0  # broker messages (or presence state entries) not of this library's shape: ignored
     broker_disconnects: int = 0
