@@ -199,17 +199,18 @@ async def test_two_processes_stream_each_others_publishes(kind: str, request: py
     url = request.getfixturevalue(f"{kind}_url")
     broker = f"{url}?prefix=sse-{uuid.uuid4().hex[:8]}:&history=100" if kind == "redis" else url
     env = {"ASGI_WS_BROKER": broker}
+    room = f"lobby-{uuid.uuid4().hex[:8]}"  # of its own: other runs may share the broker
     with uvicorn_process("examples.sse_app.main:app", env=env, extra=["--lifespan", "on"]) as server:
         base = f"http://127.0.0.1:{server.port}"
-        async with Rooms(broker, namespace="sse") as here, here.subscribe("lobby") as sub:
+        async with Rooms(broker, namespace="sse") as here, here.subscribe(room) as sub:
             await confirmed(here)
             async with httpx.AsyncClient(base_url=base, timeout=WAIT) as client:
-                async with stream(client, "/rooms/lobby/events") as events:
+                async with stream(client, f"/rooms/{room}/events") as events:
                     first = await events.next()
                     assert first is not None and ("id" in first) == (kind == "redis")
-                    await here.publish("lobby", {"from": "here"})
+                    await here.publish(room, {"from": "here"})
                     assert values(await events.take(1)) == [{"from": "here"}]
-                    assert (await client.post("/rooms/lobby/messages", json={"from": "there"})).status_code == 200
+                    assert (await client.post(f"/rooms/{room}/messages", json={"from": "there"})).status_code == 200
                     assert values(await events.take(1)) == [{"from": "there"}]
             assert [m.data for m in await take(sub, 2)] == [{"from": "here"}, {"from": "there"}]
 
