@@ -33,6 +33,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._repeated import RepeatedLog
+from ..brokers.base import position_key
 from ..close_codes import CloseCode
 from ..delivery import Membership, RoomMark
 from ..outbound import SLOW
@@ -205,12 +206,19 @@ class Numbering:
         if self._too_many():
             return False
         room, position, prev = mark
-        self.seq += 1
-        if room != self._open or prev != self._open_last:  # a new run starts here
+        if room != self._open or prev != self._open_last:  # a new run starts here...
+            last = self._open_last if room == self._open else self.cursors.get(room)
+            if last and position_key(position) <= position_key(last):
+                # ...unless the message is one this session numbered already: a resume filled
+                # the room's gap from the history while its live delivery was still on the way.
+                return True
+            self.seq += 1
             self._close_open()
             self._log.run(self.seq, Run(room, prev, membership.format))
             self._open = room
             self._mark()
+        else:
+            self.seq += 1
         self._open_last = position
         self._queue(message)
         return True

@@ -4,6 +4,7 @@ application's frames in between; every data frame once, in order, after the resu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from asgi_ws import ResumeMiddleware, Rooms
+from asgi_ws.brokers import MemoryBroker
 from asgi_ws.resume import MemorySessionStore, SessionStore
 from tests.resume import resume_app
 from tests.resume.wire import Stream, opened, read_until
@@ -132,3 +135,63 @@ async def test_a_publishers_own_excluded_messages_restart_its_run() -> None:
         ws = await opened(base, member)
         await read_until(ws, member, got(5))
         assert member.data == ["joined r", "0", "1", "2", "after"]  # "mine" is not replayed either
+
+
+class HeldDeliveries(MemoryBroker):
+    """The memory broker with history, whose deliveries a test can hold back and release: what
+    a Redis subscriber connection does when its pub/sub messages trail the history read made
+    on another connection."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://?history=1000")
+        self.held: list[tuple[Any, ...]] | None = None
+
+    async def connect(self, deliver: Any, on_event: Any = None) -> None:
+        def maybe_hold(*args: Any) -> None:
+            if self.held is not None:
+                self.held.append(args)
+            else:
+                deliver(*args)
+
+        await super().connect(maybe_hold, on_event)
+        self._release_to = deliver
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for args in held:
+            self._release_to(*args)
+
+
+async def test_a_live_delivery_trailing_the_resumes_history_read_is_not_numbered_twice() -> None:
+    """A resume fills a room's gap from the history; the same messages' live deliveries, still
+    on their way, must not be numbered again once the live hold is released."""
+    broker = HeldDeliveries()
+    # recent=0: the resume reads the broker's history (the newest messages Rooms keeps in
+    # memory come from the deliveries themselves, so they could not run ahead of them).
+    rooms = Rooms(broker, namespace="resume", recent=0)
+    app = ResumeMiddleware(resume_app.numbers_app(rooms), secret_keys=resume_app.KEYS, rooms=rooms)
+    try:
+        async with serve(app) as server:
+            base = server.ws_url("/")
+            member, other = Stream(), Stream()
+            ws, publisher = await opened(base, member), await opened(base, other)
+            for client, stream in ((ws, member), (publisher, other)):
+                await client.send("join r")
+                await read_until(client, stream, got(1))
+            await publisher.send("publish r first")
+            await read_until(ws, member, got(2))
+            ws.transport.abort()
+            broker.held = []  # from now on the room's live deliveries trail its history
+            before = await broker.last_position("resume:r")
+            await publisher.send("count r 3")
+            async with asyncio.timeout(10):  # the three are in the history (their deliveries are held)
+                while len((await broker.history("resume:r", before)) or []) < 3:
+                    await asyncio.sleep(0.01)
+            ws = await opened(base, member)  # resumed: the three come from the history
+            await read_until(ws, member, got(5))
+            broker.release()  # their live deliveries arrive now, after the resume
+            await publisher.send("publish r last")
+            await read_until(ws, member, got(6))
+            assert member.data == ["joined r", "first", "0", "1", "2", "last"]
+    finally:
+        await app.close()
