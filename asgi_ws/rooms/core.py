@@ -17,7 +17,6 @@ order of the room's positions, each message with its :class:`~asgi_ws.delivery.R
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import itertools
 import logging
@@ -234,12 +233,14 @@ class Rooms:
         if follower is not None:  # before any message of the room can reach it
             follower.joined(room, membership, None)
         try:
-            await self._sync_subscription(state)
+            # In a task of this instance, as for subscriptions: a cancelled caller does not
+            # cancel the broker's own request half-way (RabbitMQ closes a channel whose bind is cancelled).
+            await asyncio.shield(self._spawn(self._sync_subscription(state)))
         except BaseException:
             if added:  # a join that failed (broker down, cancelled) leaves no member behind
                 self._remove(entry, room)
-                with contextlib.suppress(Exception):
-                    await self._sync_subscription(state)
+                if not self._closed:
+                    self._spawn(self._sync_quietly(state))
             raise
         # Where a session's view of the room starts: the messages after it reach it, or its fill.
         if follower is not None and state.last is not None and entry.rooms.get(room) == membership:
