@@ -17,6 +17,9 @@ connection, as the ASGI spec asks of ``send`` on a closed socket). The tree::
     ├── BrokerError
     │   ├── BrokerUnavailable (ConnectionError)  the broker cannot be reached at start-up
     │   └── BrokerClosed                          used after close()
+    ├── SubscriptionError                         a server-side room subscription, in asgi_ws.rooms
+    │   ├── SubscriptionOverflow                  the consumer fell behind (policy "close"); carries .position
+    │   └── HistoryGap                            after= is older than the history reaches
     └── ClientError                               the Python client's, in asgi_ws.client.exceptions
 
 Handshake exceptions are raised by pluggable parts (auth backends, ``authorize`` hooks,
