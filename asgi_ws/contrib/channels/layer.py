@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,8 @@ from channels.layers import BaseChannelLayer  # type: ignore[import-untyped]
 
 from ...brokers import broker_from_url
 from ...exceptions import ConfigurationError
-from .layer_core import Core
+from . import layer_wire as wire
+from .layer_core import ChannelReader, Core
 from .layer_wire import MessageCodec
 
 logger = logging.getLogger("asgi_ws.channels")
@@ -150,6 +151,26 @@ class BrokerChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         if channel not in core.inboxes:
             self.require_valid_channel_name(channel)
         return await core.receive(channel)
+
+    def reader(self, channel: str, listener: Callable[[], None]) -> ChannelReader | None:
+        """Read this process's ``channel`` without a ``receive()`` call per message (what
+        :class:`~asgi_ws.contrib.channels.LeanDispatchMixin` consumers do).
+
+        ``listener()`` is called, from the code that buffers it, after each message for the
+        channel; take messages with ``reader.take()`` (no await: nothing is lost however the
+        reader's task ends) and ``reader.close()`` when done. Capacity, expiry and
+        ``ChannelFull`` are as for ``receive()``. Returns None where a reader cannot be had:
+        off the event loop the layer runs on, before ``new_channel()`` connected it there, or
+        for a channel not made by this layer's ``new_channel()``; use ``receive()`` then.
+
+        Raises:
+            RuntimeError: the channel already has a reader.
+        """
+        core = self._cores.get(asyncio.get_running_loop())
+        if core is None or not core.started or wire.owner_of(channel) != self.node:
+            return None
+        self.require_valid_channel_name(channel)
+        return core.reader(channel, listener)
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """A new channel name of this process (``<prefix>.<node>!<random>``); connects the broker."""

@@ -106,11 +106,16 @@ class Core:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        listeners = []
         for inbox in self.inboxes.values():
             for waiter in inbox.waiters:
                 if not waiter.done():
                     waiter.set_exception(BrokerClosed("the channel layer was closed"))
+            if inbox.listener is not None:
+                listeners.append(inbox.listener)
         self.inboxes.clear()
+        for listener in listeners:  # their readers raise BrokerClosed once they find nothing left
+            listener()
         self.groups.clear()
         await self.broker.close()
 
@@ -156,7 +161,9 @@ class Core:
 
     def release(self, inbox: Inbox) -> None:
         """Forget an inbox nobody needs: empty, nobody waiting, in no group (general ones: see sweep)."""
-        unused = not inbox.items and not inbox.waiters and not inbox.groups and not inbox.general
+        unused = (
+            not inbox.items and not inbox.waiters and not inbox.groups and not inbox.general and inbox.listener is None
+        )
         if unused and self.inboxes.get(inbox.name) is inbox:
             del self.inboxes[inbox.name]
 
@@ -225,6 +232,14 @@ class Core:
                         inbox.waiters.remove(waiter)
                 self.release(inbox)
                 raise
+
+    def reader(self, name: str, listener: Callable[[], None]) -> ChannelReader:
+        """Read this process's channel ``name`` directly (see :class:`ChannelReader`)."""
+        inbox = self.inbox(name)
+        if inbox.listener is not None:
+            raise RuntimeError(f"channel {name!r} already has a reader")
+        inbox.listener = listener
+        return ChannelReader(self, inbox)
 
     def listening(self, name: str) -> bool:
         inbox = self.inboxes.get(name)
@@ -505,4 +520,51 @@ class Core:
             )
 
 
-__all__ = ["Core"]
+class ChannelReader:
+    """A consumer's direct read of its own channel, instead of a ``receive()`` call per message.
+
+    The inbox calls the listener given to :meth:`Core.reader` after each message it buffers;
+    the consumer takes messages with :meth:`take` when it is ready for one. Messages stay in
+    the buffer until taken (capacity, expiry and ``ChannelFull`` as for ``receive()``), and
+    a message leaves it only inside :meth:`take`, which does not await: a consumer cancelled
+    at any point loses nothing buffered, and :meth:`close` leaves what is left to ``receive()``.
+    """
+
+    __slots__ = ("_core", "_inbox", "name")
+
+    def __init__(self, core: Core, inbox: Inbox) -> None:
+        self._core = core
+        self._inbox = inbox
+        self.name = inbox.name
+
+    def take(self) -> dict[str, Any] | None:
+        """The channel's next message, or None when nothing is buffered.
+
+        Raises:
+            BrokerClosed: the layer was closed on this loop (as a waiting ``receive()`` would).
+        """
+        inbox, core = self._inbox, self._core
+        items = inbox.items
+        while items:
+            if items[0][0] <= core.clock():
+                core.purge(inbox, core.clock())
+                continue
+            return core.unpack(items.popleft()[1])  # type: ignore[no-any-return]
+        if core.closed:
+            raise BrokerClosed("the channel layer was closed")
+        return None
+
+    def ready(self) -> bool:
+        """Whether :meth:`take` has something to say (a message, or that the layer closed)."""
+        return bool(self._inbox.items) or self._core.closed
+
+    def close(self) -> None:
+        """Stop reading: what is left in the buffer stays for ``receive()`` (or expires)."""
+        inbox = self._inbox
+        if inbox.listener is not None:
+            inbox.listener = None
+            if not self._core.closed:
+                self._core.release(inbox)
+
+
+__all__ = ["ChannelReader", "Core"]

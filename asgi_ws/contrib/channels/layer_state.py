@@ -18,9 +18,13 @@ logger = logging.getLogger("asgi_ws.channels")
 
 
 class Inbox:
-    """The buffer of one channel in this process, and the ``receive()`` calls waiting on it."""
+    """The buffer of one channel in this process, and the ``receive()`` calls waiting on it.
 
-    __slots__ = ("capacity", "general", "groups", "items", "name", "used_at", "waiters")
+    ``listener``: a consumer reading the buffer directly (:class:`ChannelReader`), called
+    after every message put in it (it takes them itself, when it is ready).
+    """
+
+    __slots__ = ("capacity", "general", "groups", "items", "listener", "name", "used_at", "waiters")
 
     def __init__(self, name: str, capacity: int, general: bool) -> None:
         self.name = name
@@ -30,14 +34,18 @@ class Inbox:
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.groups: set[str] = set()
         self.used_at = 0.0
+        self.listener: Callable[[], None] | None = None
 
     def put(self, payload: bytes, expires: float) -> bool:
-        """Buffer ``payload`` and wake one waiting ``receive()``; False when full."""
+        """Buffer ``payload``, wake one waiting ``receive()`` and the listener; False when full."""
         items = self.items
         if len(items) >= self.capacity:
             return False
         items.append((expires, payload))
-        self.wake()
+        if self.waiters:
+            self.wake()
+        if self.listener is not None:
+            self.listener()
         return True
 
     def wake(self) -> None:
