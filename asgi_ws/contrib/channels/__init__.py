@@ -14,6 +14,9 @@
   runs); :func:`load_django_user` and :func:`issue_ticket` for tickets naming Django users;
   :func:`DjangoAuthStack`, the stack replacing ``AuthMiddlewareStack``.
 - :class:`RoomsConsumerMixin`: Rooms, presence and the resumed session in a consumer.
+- :class:`LeanDispatchMixin` (and :class:`LeanWebsocketConsumer`,
+  :class:`LeanJsonWebsocketConsumer`): Channels consumers without the per-message database
+  hop and task of Channels' dispatch, handlers still one at a time and in order.
 - Views (``asgi_ws.contrib.channels.views``): ``ticket_view``, ``asgi_ws_js``.
 """
 
@@ -23,6 +26,9 @@ from .auth import load_django_user as load_django_user
 from .consumers import RoomsConsumerMixin as RoomsConsumerMixin
 from .layer import BrokerChannelLayer as BrokerChannelLayer
 from .layer import LayerStats as LayerStats
+from .lean import LeanDispatchMixin as LeanDispatchMixin
+from .lean import LeanJsonWebsocketConsumer as LeanJsonWebsocketConsumer
+from .lean import LeanWebsocketConsumer as LeanWebsocketConsumer
 from .stacks import DjangoAuthStack as DjangoAuthStack
 
 __all__ = [
@@ -30,6 +36,9 @@ __all__ = [
     "DjangoAuthStack",
     "DjangoSessionBackend",
     "LayerStats",
+    "LeanDispatchMixin",
+    "LeanJsonWebsocketConsumer",
+    "LeanWebsocketConsumer",
     "RoomsConsumerMixin",
     "issue_ticket",
     "load_django_user",
