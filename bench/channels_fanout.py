@@ -8,11 +8,15 @@ alternating, medians, µs per delivery (wall time of the round / N, one process,
 - ``layer``: the layer alone: ``group_send`` plus one ``receive()`` per member (tasks waiting);
 - ``consumers``: stock ``AsyncConsumer`` (its dispatch awaits ``aclose_old_connections()``, a
   ``sync_to_async`` hop to a worker thread and back, for every message);
-- ``consumers-nodb``: the same consumer, its ``dispatch`` calling the handler directly.
+- ``consumers-nodb``: the same consumer, its ``dispatch`` calling the handler directly;
+- ``lean-receive``: the consumer with ``LeanDispatchMixin`` (no hop: no database connection is
+  open; its own loop in place of ``await_many_dispatch``), reading its channel with
+  ``receive()`` (a layer that offers no reader);
+- ``lean``: the same, reading its channel from the layer's buffer (``BrokerChannelLayer.reader``).
 
 ``--breakdown FILE...`` instead sorts py-spy raw stacks (``bench/fanout.py --py-spy DIR``) into
 the same parts: the layer, Channels' per-message hop (both threads), the rest of Channels'
-dispatch, the WebSocket send, the event loop and uvicorn.
+dispatch or LeanDispatchMixin's, the WebSocket send, the event loop and uvicorn.
 
     python bench/channels_fanout.py --n 1000 5000
     python bench/fanout.py --n 5000 --systems channels-layer-memory --py-spy /tmp/spy
@@ -40,7 +44,7 @@ setup()  # Django, before Channels is imported
 
 from channels.consumer import AsyncConsumer, get_handler_name  # noqa: E402
 
-from asgi_ws.contrib.channels import BrokerChannelLayer  # noqa: E402
+from asgi_ws.contrib.channels import BrokerChannelLayer, LeanDispatchMixin  # noqa: E402
 
 MESSAGE = {"type": "bench.message", "text": "x" * 100}
 
@@ -55,6 +59,17 @@ class NoDb(Stock):
         await getattr(self, get_handler_name(message))(message)
 
 
+class Lean(LeanDispatchMixin, Stock):
+    pass
+
+
+class NoReaderLayer(BrokerChannelLayer):
+    """A layer whose consumers read with ``receive()``: what LeanDispatchMixin does on other layers."""
+
+    def reader(self, channel: str, listener: Callable[[], None]) -> None:
+        return None
+
+
 async def layer_alone(layer: BrokerChannelLayer, channels: list[str]) -> float:
     receivers = [asyncio.ensure_future(layer.receive(c)) for c in channels]
     await asyncio.sleep(0)
@@ -67,7 +82,7 @@ async def layer_alone(layer: BrokerChannelLayer, channels: list[str]) -> float:
 class Consumers:
     """N consumers of ``cls`` on ``layer``, each a Channels application instance with its own queue."""
 
-    def __init__(self, layer: BrokerChannelLayer, cls: type[Stock], n: int) -> None:
+    def __init__(self, layer: BrokerChannelLayer, cls: type[AsyncConsumer], n: int) -> None:
         self.layer, self.cls, self.n = layer, cls, n
         self.sent = 0
         self.done: asyncio.Future[None] | None = None
@@ -116,6 +131,8 @@ async def measure(n: int, rounds: int) -> dict[str, float]:
         await bare.group_add("bench", channel)
     groups = {"consumers": Consumers(BrokerChannelLayer(prefix="stock"), Stock, n)}
     groups["consumers-nodb"] = Consumers(BrokerChannelLayer(prefix="nodb"), NoDb, n)
+    groups["lean-receive"] = Consumers(NoReaderLayer(prefix="lean-receive"), Lean, n)
+    groups["lean"] = Consumers(BrokerChannelLayer(prefix="lean"), Lean, n)
     for consumers in groups.values():
         await consumers.start()
     runs: dict[str, Callable[[], Any]] = {"layer": lambda: layer_alone(bare, channels)}
@@ -136,11 +153,17 @@ async def measure(n: int, rounds: int) -> dict[str, float]:
 # -- py-spy breakdown ---------------------------------------------------------------------------------
 
 CATEGORIES: list[tuple[str, Callable[[list[str], bool], bool]]] = [
-    ("Channels: aclose_old_connections, worker thread", lambda frames, thread: thread),
+    ("Channels: aclose_old_connections, worker thread", lambda f, thread: thread and _has(f, "thread_handler")),
+    ("other threads (an executor thread waiting for work)", lambda f, thread: thread),
     ("Channels: aclose_old_connections (sync_to_async hop)", lambda f, _: _has(f, "aclose_old_connections")),
     ("WebSocket send (consumer.send, uvicorn)", lambda f, _: _has(f, "AsyncConsumer.send ")),
+    ("LeanDispatchMixin: waking the consumer (from the fan-out)", lambda f, _: _has(f, "_Loop.wake")),
     ("BrokerChannelLayer", lambda f, _: _has(f, "asgi_ws/contrib/channels/layer", "asgi_ws/brokers/frames")),
     ("Channels: await_many_dispatch, dispatch", lambda f, _: _has(f, "await_many_dispatch")),
+    (
+        "LeanDispatchMixin: its loop, dispatch and handler",
+        lambda f, _: _has(f, "asgi_ws/contrib/channels/lean", "asgi_ws/contrib/channels/db_connections"),
+    ),
     ("broker client (redis-py, reader)", lambda f, _: _has(f, "redis/", "asgi_ws/brokers/")),
     ("event loop, uvicorn, other", lambda f, _: True),
 ]
@@ -175,11 +198,11 @@ def main() -> None:
         print(table(["on-CPU samples of the server process", *shares], rows))
         return
     results = {n: asyncio.run(measure(n, args.rounds)) for n in args.n}
-    rows = [
-        [f"{n:,}", *(f"{r[name]:.1f}" for name in ("layer", "consumers", "consumers-nodb"))] for n, r in results.items()
-    ]
+    names = ("layer", "consumers", "consumers-nodb", "lean-receive", "lean")
+    rows = [[f"{n:,}", *(f"{r[name]:.1f}" for name in names)] for n, r in results.items()]
     print(f"`python bench/channels_fanout.py {' '.join(sys.argv[1:])}`, µs per delivery (median of {args.rounds}):\n")
-    print(table(["N", "layer alone", "stock AsyncConsumer", "AsyncConsumer, dispatch without the hop"], rows))
+    headers = ["N", "layer alone", "stock AsyncConsumer", "AsyncConsumer, dispatch without the hop"]
+    print(table([*headers, "LeanDispatchMixin, receive()", "LeanDispatchMixin, layer reader"], rows))
 
 
 if __name__ == "__main__":

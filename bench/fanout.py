@@ -18,7 +18,9 @@ Systems (servers in ``bench/fanout_servers/``, each in its own uvicorn process(e
   asgi_ws's BrokerChannelLayer, memory:// (one process) / Redis (members over 2 processes, the
   ``group_send`` made in one). Each runs paired with ``rooms-memory`` / ``rooms-redis`` when both are
   selected (at most two 5,000-member systems connected at once); ``-nodb``: the same, the consumers'
-  dispatch without Channels' per-message ``aclose_old_connections()`` thread hop (what that hop costs).
+  dispatch without Channels' per-message ``aclose_old_connections()`` thread hop (what that hop costs);
+  ``-lean``: the same consumers with ``LeanDispatchMixin`` (paired with the Rooms system like the
+  stock ones: select one layer system per Rooms system in a run).
 
 The load side is picows (C-speed) in ``--clients`` worker processes per system, each holding its
 share of the N members. A round: every worker is armed with the round's tag, the coordinator reads
@@ -84,12 +86,19 @@ SYSTEMS = [
     "channels-layer-memory-nodb",
     "channels-layer-redis-nodb",
     "rooms-amqp",
+    "channels-layer-memory-lean",
+    "channels-layer-redis-lean",
 ]
 DEFAULT_SYSTEMS = SYSTEMS[:7]  # the resumable-member and BrokerChannelLayer variants run on request (--systems)
 # Connected together, rounds alternate.
 PAIRED = ["bare", "rooms-memory", "rooms-redis", "rooms-resume-memory", "rooms-resume-redis", "rooms-amqp"]
 # BrokerChannelLayer systems run paired with the Rooms system on the same broker (taken out of PAIRED).
-LAYER_PAIRS = {"channels-layer-memory": "rooms-memory", "channels-layer-redis": "rooms-redis"}
+LAYER_PAIRS = {
+    "channels-layer-memory": "rooms-memory",
+    "channels-layer-redis": "rooms-redis",
+    "channels-layer-memory-lean": "rooms-memory",
+    "channels-layer-redis-lean": "rooms-redis",
+}
 LABELS = {
     "bare": "bare Starlette loop (ceiling)",
     "rooms-memory": "asgi_ws Rooms, memory://",
@@ -105,6 +114,8 @@ LABELS = {
     "channels-layer-memory-nodb": "same, BrokerChannelLayer memory://, consumers without aclose_old_connections",
     "channels-layer-redis-nodb": "same, BrokerChannelLayer redis:// (2 processes), without aclose_old_connections",
     "rooms-amqp": "asgi_ws Rooms, amqp:// RabbitMQ (2 processes)",
+    "channels-layer-memory-lean": "same, BrokerChannelLayer memory://, LeanDispatchMixin consumers",
+    "channels-layer-redis-lean": "same, BrokerChannelLayer redis:// (2 processes), LeanDispatchMixin consumers",
 }
 
 
@@ -397,13 +408,13 @@ def server_specs(name: str, run_id: str) -> list[tuple[str, dict[str, str], list
             "FANOUT_BROKER": broker + ("&" if "?" in broker else "?") + "history=10000",
         }
         return [("bench.fanout_servers.rooms_resume:app", env, lifespan)]
-    base = name.removesuffix("-nodb")
+    base = name.removesuffix("-nodb").removesuffix("-lean")
     layer = {"channels-layer-memory": "broker-memory", "channels-layer-redis": "broker-redis"}.get(
         base, base.split("-", 1)[1]
     )
     env = {"FANOUT_CHANNEL_LAYER": layer, "FANOUT_REDIS_HOST": REDIS, "FANOUT_PREFIX": f"fanout-{run_id}-{layer}"}
-    if name.endswith("-nodb"):
-        env["FANOUT_CONSUMER_DISPATCH"] = "nodb"
+    if name.endswith(("-nodb", "-lean")):
+        env["FANOUT_CONSUMER_DISPATCH"] = name.rsplit("-", 1)[1]
     return [("bench.fanout_servers.channels_group:app", env, [])] * (2 if layer == "broker-redis" else 1)
 
 
@@ -665,6 +676,9 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
         ("channels-layer-redis-nodb", "channels-pubsub", 10.0, "BrokerChannelLayer redis, nodb / RedisPubSub"),
         ("channels-layer-redis-nodb", "rooms-redis", 1 / 3, "BrokerChannelLayer redis, nodb / Rooms redis"),
         ("channels-layer-memory-nodb", "rooms-memory", 1 / 3, "BrokerChannelLayer memory, nodb / Rooms memory"),
+        ("channels-layer-redis-lean", "channels-pubsub", 10.0, "BrokerChannelLayer redis, lean / RedisPubSub"),
+        ("channels-layer-redis-lean", "rooms-redis", 1 / 3, "BrokerChannelLayer redis, lean / Rooms redis"),
+        ("channels-layer-memory-lean", "rooms-memory", 1 / 3, "BrokerChannelLayer memory, lean / Rooms memory"),
     ]
     rows = []
     for ws, n in sorted({(r["ws"], r["n"]) for r in results}, key=lambda k: (k[0], -k[1])):
@@ -753,6 +767,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         "channels-layer-memory-nodb": "BrokerChannelLayer\nmemory://, no\nclose_old_connections",
         "channels-layer-redis-nodb": "BrokerChannelLayer\nredis://, no\nclose_old_connections",
         "rooms-amqp": "asgi_ws Rooms\namqp:// (2 procs)",
+        "channels-layer-memory-lean": "BrokerChannelLayer\nmemory://,\nLeanDispatchMixin",
+        "channels-layer-redis-lean": "BrokerChannelLayer\nredis://,\nLeanDispatchMixin",
     }
     ax.set_xticklabels([short[s] for s in names], fontsize=8)
     ax.set_ylabel("deliveries / s (N / median time to last member), log scale")

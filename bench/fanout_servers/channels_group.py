@@ -7,7 +7,10 @@ BrokerChannelLayer on memory:// / Redis; run ``broker-redis`` in several process
 ``FANOUT_REDIS_HOST`` (default ``redis://127.0.0.1:6379/0``) with key prefix ``FANOUT_PREFIX``.
 Django is configured in code. ``FANOUT_CONSUMER_DISPATCH=nodb``: the consumers' ``dispatch`` calls
 the handler without Channels' per-message ``aclose_old_connections()`` (a thread hop through
-``sync_to_async`` to close stale database connections), to measure what that hop costs.
+``sync_to_async`` to close stale database connections), to measure what that hop costs;
+``FANOUT_CONSUMER_DISPATCH=lean``: the consumers are ``LeanDispatchMixin`` ones (no database
+here, so its default policy makes no hop; its own dispatch loop, the layer's reader on
+BrokerChannelLayer).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ LAYER = os.environ.get("FANOUT_CHANNEL_LAYER", "memory")
 _HOST = os.environ.get("FANOUT_REDIS_HOST", "redis://127.0.0.1:6379/0")
 _PREFIX = os.environ.get("FANOUT_PREFIX", "fanout")
 _BROKER_LAYER = "asgi_ws.contrib.channels.BrokerChannelLayer"
-NODB = os.environ.get("FANOUT_CONSUMER_DISPATCH") == "nodb"
+DISPATCH = os.environ.get("FANOUT_CONSUMER_DISPATCH", "stock")  # stock, nodb, lean
 LAYERS = {
     "memory": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
     "redis": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_HOST], "prefix": _PREFIX}},
@@ -49,6 +52,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from asgi_ws.contrib.channels import LeanWebsocketConsumer  # noqa: E402
 from asgi_ws.types import Receive, Scope, Send  # noqa: E402
 
 from ._common import GROUP, drain_request, message, respond, tag_of  # noqa: E402
@@ -56,7 +60,7 @@ from ._common import GROUP, drain_request, message, respond, tag_of  # noqa: E40
 members = 0
 
 
-class Member(AsyncWebsocketConsumer):
+class Member(LeanWebsocketConsumer if DISPATCH == "lean" else AsyncWebsocketConsumer):  # type: ignore[misc]
     groups = [GROUP]  # noqa: RUF012 - joined before connect() runs
 
     async def connect(self) -> None:
@@ -71,7 +75,7 @@ class Member(AsyncWebsocketConsumer):
     async def bench_message(self, event: dict[str, str]) -> None:
         await self.send(text_data=event["text"])
 
-    if NODB:
+    if DISPATCH == "nodb":
 
         async def dispatch(self, message: dict[str, str]) -> None:
             # AsyncConsumer.dispatch without `await aclose_old_connections()` (no database here).
