@@ -10,13 +10,17 @@ the handler without Channels' per-message ``aclose_old_connections()`` (a thread
 ``sync_to_async`` to close stale database connections), to measure what that hop costs;
 ``FANOUT_CONSUMER_DISPATCH=lean``: the consumers are ``LeanDispatchMixin`` ones (no database
 here, so its default policy makes no hop; its own dispatch loop, the layer's reader on
-BrokerChannelLayer).
+BrokerChannelLayer). ``FANOUT_GC_STATS=1``: each ``/trigger`` writes to stderr the garbage
+collector's time since the previous one (the previous round), from ``gc.callbacks``.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import time
+from typing import Any
 
 import django
 from django.conf import settings
@@ -58,6 +62,20 @@ from asgi_ws.types import Receive, Scope, Send  # noqa: E402
 from ._common import GROUP, drain_request, message, respond, tag_of  # noqa: E402
 
 members = 0
+gc_stats = {"seconds": 0.0, "collections": 0, "full": 0, "started": 0.0}
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        gc_stats["started"] = time.perf_counter()
+    else:
+        gc_stats["seconds"] += time.perf_counter() - gc_stats["started"]
+        gc_stats["collections"] += 1
+        gc_stats["full"] += info["generation"] == 2
+
+
+if os.environ.get("FANOUT_GC_STATS"):
+    gc.callbacks.append(_on_gc)
 
 
 class Member(LeanWebsocketConsumer if DISPATCH == "lean" else AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -85,6 +103,14 @@ class Member(LeanWebsocketConsumer if DISPATCH == "lean" else AsyncWebsocketCons
 async def http(scope: Scope, receive: Receive, send: Send) -> None:
     await drain_request(receive)
     if scope["path"] == "/trigger":
+        if os.environ.get("FANOUT_GC_STATS"):
+            print(
+                f"channels_group {os.getpid()}: gc since the last trigger: {gc_stats['seconds'] * 1000:.1f} ms, "
+                f"{gc_stats['collections']} collections ({gc_stats['full']} full)",
+                file=sys.stderr,
+                flush=True,
+            )
+            gc_stats.update(seconds=0.0, collections=0, full=0)
         layer = get_channel_layer()
         start = time.perf_counter()
         await layer.group_send(GROUP, {"type": "bench.message", "text": message(tag_of(scope))})
