@@ -325,6 +325,11 @@ class Connection:
                         await asyncio.sleep(verdict)  # DELAY: hold the message back
                 text = message.get("text")
                 if text is not None and self._control is not None and text.startswith(PREFIX):
+                    # A heartbeat's ping or pong, the control message of every idle connection,
+                    # is taken without the router's decoding (heartbeat.py: answered exactly so).
+                    heartbeat = self.heartbeat
+                    if heartbeat is not None and heartbeat.take(text):
+                        continue
                     await self._control.handle(text)
                     if self.close_code is not None:  # the message's handling closed the connection
                         return self._library_disconnect()
@@ -453,6 +458,8 @@ class Connection:
         for timer in self._timers or ():
             timer.cancel()
         self._timers = self._on_accept = None
+        if self.heartbeat is not None:  # its timer, kept by the heartbeat itself
+            self.heartbeat.stop()
         hooks, self._on_end = self._on_end, None
         for hook in hooks or ():
             try:

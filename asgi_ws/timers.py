@@ -2,10 +2,15 @@
 
 Heartbeats, idle timeouts and credential expiry need a deadline per connection. A task per
 connection sleeping until its deadline would cost a task (and its frame) for every idle
-socket; instead every deadline lives in one heap, and the service keeps exactly one
-``loop.call_at`` handle armed for the earliest of them. Deadlines are rounded up to
-``resolution`` so that timers falling in the same slice fire in one batch: a timer never
-fires early and at most ``resolution`` seconds late.
+socket; instead every deadline lives in one timer wheel, and the service keeps exactly one
+``loop.call_at`` handle armed for the earliest slice. Deadlines are rounded up to
+``resolution``: the timers falling in the same slice share one bucket (a list) and fire in
+one batch, in deadline order; a timer never fires early and at most ``resolution`` seconds
+late.
+
+Setting a timer appends it to its slice's bucket (a heap orders the slices, not the
+timers: with 50,000 connections pinged every 20 s, about 400 slices hold 125 timers each),
+so the cost of a timer does not grow with the number of timers.
 
 Callbacks are plain synchronous functions; one that needs I/O schedules it itself. A
 callback that raises is logged and does not disturb the others.
@@ -15,18 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import logging
 import math
 import weakref
 from collections.abc import Callable
+from operator import attrgetter
 
 logger = logging.getLogger("asgi_ws.timers")
 
 #: Timers fall into slices of this many seconds; see the module docstring.
 DEFAULT_RESOLUTION = 0.05
-#: Rebuild the heap once at least this many cancelled timers sit in it (and half of it is cancelled).
+#: Rebuild the buckets once at least this many cancelled timers sit in them (and half of them are cancelled).
 _COMPACT_MIN = 512
+
+_when = attrgetter("when")
 
 
 class Timer:
@@ -50,33 +57,30 @@ class Timer:
         if service is not None:
             service._note_cancelled()
 
-    def _run(self) -> None:
-        callback = self._callback
-        self.cancelled = True  # fired timers count as done; cancel() becomes a no-op
-        self._callback = None
-        self._service = None
-        if callback is not None:
-            callback()
-
 
 class TimerService:
-    """A heap of deadlines on one event loop, served by a single loop handle.
+    """A wheel of deadline slices on one event loop, served by a single loop handle.
 
     Args:
         loop: the event loop the timers run on.
         resolution: width in seconds of the slices timers are batched into.
     """
 
+    __slots__ = ("_armed", "_buckets", "_cancelled", "_handle", "_loop", "_resolution", "_size", "_slices")
+
     def __init__(self, loop: asyncio.AbstractEventLoop, *, resolution: float = DEFAULT_RESOLUTION) -> None:
         if resolution <= 0:
             raise ValueError("resolution must be positive")
         self._loop = loop
         self._resolution = resolution
-        self._heap: list[tuple[float, int, Timer]] = []
-        self._counter = itertools.count()
+        #: Slice number (deadline / resolution, rounded up) -> its timers, in the order they were set.
+        self._buckets: dict[int, list[Timer]] = {}
+        #: Heap of the slice numbers in ``_buckets``.
+        self._slices: list[int] = []
+        self._size = 0  # timers in the buckets, cancelled ones included
         self._cancelled = 0
         self._handle: asyncio.TimerHandle | None = None
-        self._armed_at = math.inf
+        self._armed: float = math.inf  # the slice number the loop handle fires for
 
     def time(self) -> float:
         """Return the loop's monotonic clock, the clock every deadline is expressed in."""
@@ -85,8 +89,15 @@ class TimerService:
     def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
         """Run ``callback`` once the loop clock reaches ``when`` (never before)."""
         timer = Timer(when, callback, self)
-        heapq.heappush(self._heap, (when, next(self._counter), timer))
-        if self._slice_end(when) < self._armed_at:
+        number = math.ceil(when / self._resolution)
+        bucket = self._buckets.get(number)
+        self._size += 1
+        if bucket is not None:
+            bucket.append(timer)
+            return timer
+        self._buckets[number] = [timer]
+        heapq.heappush(self._slices, number)
+        if number < self._armed:
             self._arm()
         return timer
 
@@ -96,45 +107,56 @@ class TimerService:
 
     def __len__(self) -> int:
         """Number of timers still waiting to fire."""
-        return len(self._heap) - self._cancelled
-
-    def _slice_end(self, when: float) -> float:
-        return math.ceil(when / self._resolution) * self._resolution
+        return self._size - self._cancelled
 
     def _arm(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._armed_at = math.inf
-        while self._heap and self._heap[0][2].cancelled:
-            heapq.heappop(self._heap)
-            self._cancelled -= 1
-        if self._heap:
-            self._armed_at = self._slice_end(self._heap[0][0])
-            self._handle = self._loop.call_at(self._armed_at, self._fire)
+        self._armed = math.inf
+        if self._slices:
+            self._armed = self._slices[0]
+            self._handle = self._loop.call_at(self._armed * self._resolution, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
-        self._armed_at = math.inf
+        self._armed = math.inf
         now = self._loop.time()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, _, timer = heapq.heappop(heap)
-            if timer.cancelled:
-                self._cancelled -= 1
-                continue
-            try:
-                timer._run()
-            except Exception:
-                logger.exception("asgi_ws timer callback failed")
+        slices, buckets, resolution = self._slices, self._buckets, self._resolution
+        # A slice is due once its end is reached: every deadline in it is then past.
+        while slices and slices[0] * resolution <= now:
+            bucket = buckets.pop(heapq.heappop(slices))
+            self._size -= len(bucket)
+            if len(bucket) > 1:
+                bucket.sort(key=_when)
+            for timer in bucket:
+                callback = timer._callback
+                if callback is None:  # cancelled
+                    self._cancelled -= 1
+                    continue
+                timer.cancelled = True  # fired timers count as done; cancel() becomes a no-op
+                timer._callback = timer._service = None
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("asgi_ws timer callback failed")
         self._arm()
 
     def _note_cancelled(self) -> None:
         self._cancelled += 1
-        if self._cancelled >= _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
-            heapq.heapify(self._heap)
+        if self._cancelled >= _COMPACT_MIN and self._cancelled * 2 > self._size:
+            for number in list(self._buckets):
+                kept = [timer for timer in self._buckets[number] if not timer.cancelled]
+                if kept:
+                    self._buckets[number] = kept
+                else:
+                    del self._buckets[number]
+            self._slices = list(self._buckets)
+            heapq.heapify(self._slices)
+            self._size = sum(len(bucket) for bucket in self._buckets.values())
             self._cancelled = 0
+            if self._armed not in self._buckets:
+                self._arm()
 
 
 _services: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerService] = weakref.WeakKeyDictionary()

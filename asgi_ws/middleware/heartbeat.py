@@ -13,6 +13,7 @@ cost is storing the loop time of the last inbound message.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from ..close_codes import CloseCode, check_close_code
 from ..connection import Connection, attach_session
 from ..exceptions import ConfigurationError
 from ..protocol import field
-from ..timers import Timer
+from ..timers import Timer, TimerService, timer_service
 from ..types import ASGIApp, Receive, Scope, Send
 
 Action = Literal["wait", "ping", "timeout", "idle"]
@@ -94,33 +95,51 @@ def _check_seconds(name: str, value: float | None, none_means: str) -> None:
         raise ConfigurationError(f"{name} must be a positive number of seconds, or {none_means}; got {value!r}")
 
 
+#: The ``ping`` control message, formatted without the JSON encoder (as ``protocol.encode`` writes it).
+_PING = '{"$ws":"ping","id":%d}'
+
+
 class _Heartbeat:
-    """The heartbeat of one connection: its timer and the ping awaiting an answer."""
+    """The heartbeat of one connection: its timer and the ping awaiting an answer.
 
-    __slots__ = ("close_codes", "conn", "next_id", "ping_sent_at", "policy", "rtt", "timer")
+    One exists per open connection: its slots are a per-connection cost, so what every
+    connection of a middleware shares (the policy, the close codes) stays on the middleware.
+    """
 
-    def __init__(self, conn: Connection, policy: HeartbeatPolicy, close_codes: tuple[int, int]) -> None:
+    __slots__ = ("conn", "middleware", "next_id", "ping_sent_at", "rtt", "timer")
+
+    def __init__(self, conn: Connection, middleware: HeartbeatMiddleware) -> None:
         self.conn = conn
-        self.policy = policy
-        self.close_codes = close_codes
+        self.middleware = middleware
         self.next_id = 1
         self.ping_sent_at: float | None = None
         #: Round-trip time in seconds of the last answered server ping, once there is one.
         self.rtt: float | None = None
         self.timer: Timer | None = None
 
+    @property
+    def policy(self) -> HeartbeatPolicy:
+        return self.middleware.policy
+
     def arm(self) -> None:
         self.check()
+
+    def stop(self) -> None:
+        """The connection ended: its timer goes with it."""
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
 
     def check(self) -> None:
         """Decide, act, and re-arm: until the connection closes, a heartbeat always has a live
         timer, whatever sending the ping did (a failed write is the connection's to report)."""
         conn = self.conn
-        if conn.ended or conn.closing:
+        if conn.ended or conn.close_code is not None:
             return
+        middleware = self.middleware
         now = conn.time()
         router = conn.control
-        action, next_at = self.policy.step(
+        action, next_at = middleware.policy.step(
             now,
             opted_in=router.opted_in,
             last_inbound=conn.last_inbound,
@@ -128,18 +147,60 @@ class _Heartbeat:
             ping_sent_at=self.ping_sent_at,
         )
         if action == "timeout":
-            conn.close(self.close_codes[0], "heartbeat timeout")
+            conn.close(middleware.close_codes[0], "heartbeat timeout")
         elif action == "idle":
-            conn.close(self.close_codes[1], "idle timeout")
-        if conn.closing:
+            conn.close(middleware.close_codes[1], "idle timeout")
+        if conn.close_code is not None:
             return
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = None if next_at is None else conn.call_later(max(0.0, next_at - now), self.check)
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+        # Not conn.call_later: the connection's end stops the heartbeat itself (stop()), so
+        # its timers need no list of the connection's.
+        self.timer = None if next_at is None else middleware.timers().call_later(max(0.0, next_at - now), self.check)
         if action == "ping":  # armed first: the ping's deadline stands even if writing it fails
             self.ping_sent_at = now
-            self.next_id += 1
-            router.send("ping", {"id": self.next_id - 1})
+            ping_id = self.next_id
+            self.next_id = ping_id + 1
+            conn.outbound.send_control(_PING % ping_id)
+
+
+    def take(self, text: str) -> bool:
+        """Handle ``text`` if it is a ping or pong exactly as the clients write them
+        (``{"$ws":"pong","id":7}``): as the router's handlers would, without decoding JSON.
+        Anything else (other spacing, other fields) is left to the router: returns False."""
+        if text.startswith(_PONG_HEAD):
+            digits = text[_HEAD_LENGTH:-1]
+            if not _plain_id(text, digits):
+                return False
+            if self.ping_sent_at is not None and int(digits) == self.next_id - 1:
+                self.rtt = self.conn.time() - self.ping_sent_at
+            self.ping_sent_at = None
+            return True
+        if text.startswith(_PING_HEAD):
+            digits = text[_HEAD_LENGTH:-1]
+            if not _plain_id(text, digits):
+                return False
+            self.conn.outbound.send_control('{"$ws":"pong","id":%d}' % int(digits))
+            return True
+        return False
+
+
+_PONG_HEAD = '{"$ws":"pong","id":'
+_PING_HEAD = '{"$ws":"ping","id":'
+_HEAD_LENGTH = len(_PONG_HEAD)
+
+
+def _plain_id(text: str, digits: str) -> bool:
+    """True when ``text`` ends with ``digits}``, ``digits`` a JSON integer of at most 15 digits
+    (below 2**53: a safe integer for every client), no sign, no leading zero."""
+    return (
+        text[-1] == "}"
+        and 0 < len(digits) <= 15
+        and digits.isascii()
+        and digits.isdigit()
+        and (digits[0] != "0" or len(digits) == 1)
+    )
 
 
 def _on_ping(conn: Connection, message: dict[str, Any]) -> None:
@@ -190,6 +251,15 @@ class HeartbeatMiddleware:
         self.close_codes = (check_close_code(close_code), check_close_code(idle_close_code, "idle_close_code"))
         # Announced in every welcome: built once, shared by every connection.
         self.announcement = {"interval": interval, "timeout": timeout}
+        self._timers: tuple[asyncio.AbstractEventLoop, TimerService] | None = None
+
+    def timers(self) -> TimerService:
+        """The timer service of the running loop (remembered: asked once per heartbeat round)."""
+        loop = asyncio.get_running_loop()
+        cached = self._timers
+        if cached is None or cached[0] is not loop:
+            cached = self._timers = (loop, timer_service())
+        return cached[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -198,7 +268,7 @@ class HeartbeatMiddleware:
         scope, conn, receive, send = attach_session(scope, receive, send)
         if conn.heartbeat is not None:
             raise ConfigurationError("two HeartbeatMiddleware layers on one connection: keep one")
-        heartbeat = conn.heartbeat = _Heartbeat(conn, self.policy, self.close_codes)
+        heartbeat = conn.heartbeat = _Heartbeat(conn, self)
         conn.track(inbound=True, activity=self.policy.idle_timeout is not None)
         router = conn.control
         router.register("ping", _on_ping)

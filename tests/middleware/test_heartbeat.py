@@ -129,6 +129,34 @@ async def test_client_pings_are_answered_even_without_hello_and_never_pinged_bac
         assert ws.closed is None
 
 
+async def test_pings_and_pongs_as_clients_write_them_take_the_fast_path_and_others_the_router() -> None:
+    async with Harness(HeartbeatMiddleware(echo_app(), interval=0.1, timeout=0.5)) as ws:
+        await ws.next_text()
+        ws.send_json({"$ws": "hello", "v": 1})
+        await ws.next_json()  # welcome
+        conn = connection_of(ws.scope)
+        assert conn is not None
+        # Exactly as the clients write them: no JSON decoding, same answers as the router's.
+        ws.send_text('{"$ws":"ping","id":12}')
+        assert await ws.next_text() == '{"$ws":"pong","id":12}'
+        ping = await ws.next_json()
+        ws.send_text('{"$ws":"pong","id":%d}' % ping["id"])
+        await asyncio.sleep(0.01)
+        assert conn.heartbeat.ping_sent_at is None and conn.heartbeat.rtt is not None
+        # Anything else goes to the router: other spellings, other ids, and what JSON refuses.
+        ws.send_text('{"$ws": "ping", "id": 13}')
+        assert await ws.next_text() == '{"$ws":"pong","id":13}'
+        ws.send_text('{"$ws":"ping","id":"c1"}')
+        assert await ws.next_json() == {"$ws": "pong", "id": "c1"}
+        for bad in ('{"$ws":"ping","id":007}', '{"$ws":"pong","id":-1', '{"$ws":"ping","id":1e3x}'):
+            ws.send_text(bad)
+            answer = await ws.next_json()
+            assert answer["$ws"] == "error", (bad, answer)
+        ws.send_text('{"$ws":"pong","id":99999}')  # not the ping awaiting an answer: a sign of life all the same
+        await asyncio.sleep(0.01)
+        assert ws.closed is None and conn.heartbeat.ping_sent_at is None
+
+
 async def test_idle_timeout_closes_plain_clients_and_heartbeats_are_not_activity() -> None:
     async with Harness(HeartbeatMiddleware(echo_app(), interval=None, idle_timeout=0.3)) as ws:
         await ws.next_text()
