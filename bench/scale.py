@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -110,7 +109,10 @@ async def connect(procs: Sequence[ClientProcess], url: str, total: int, **option
     """Spread ``total`` connections over ``procs``; return how many opened."""
     share = [total // len(procs) + (1 if i < total % len(procs) else 0) for i in range(len(procs))]
     replies = await asyncio.gather(
-        *(p.ask({"op": "connect", "url": url, "count": n, "source": p.source, **options}) for p, n in zip(procs, share, strict=True))
+        *(
+            p.ask({"op": "connect", "url": url, "count": n, "source": p.source, **options})
+            for p, n in zip(procs, share, strict=True)
+        )
     )
     return sum(r["opened"] for r in replies)
 
@@ -203,9 +205,9 @@ def _describe(code: Path) -> str:
 async def _heartbeat_pair(args: argparse.Namespace, code: Path, spy_out: Path | None) -> tuple[int, float, float]:
     """Pong rounds over ``args.seconds`` and the CPU seconds of the pinging and the silent server."""
     serve = (*SERVE, "--broker", "memory://?history=1000")
-    log = open(os.devnull, "wb")  # noqa: SIM115 - the drains' INFO lines at exit
-    pinging = asgi_ws_serve(*serve, "--heartbeat-interval", str(args.interval), code=code, stderr=log)
-    silent = asgi_ws_serve(*serve, "--heartbeat-interval", "86400", code=code, stderr=log)
+    quiet = subprocess.DEVNULL  # the drains' INFO lines at exit
+    pinging = asgi_ws_serve(*serve, "--heartbeat-interval", str(args.interval), code=code, stderr=quiet)
+    silent = asgi_ws_serve(*serve, "--heartbeat-interval", "86400", code=code, stderr=quiet)
     with pinging as ping_server, silent as silent_server:
         async with clients(2 * args.client_processes) as procs:
             half = len(procs) // 2
@@ -221,7 +223,7 @@ async def _heartbeat_pair(args: argparse.Namespace, code: Path, spy_out: Path | 
             spy = None
             if spy_out is not None:
                 spy_out.parent.mkdir(parents=True, exist_ok=True)
-                spy = subprocess.Popen(
+                spy = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for after the measurement
                     [_py_spy(), "record", "--pid", str(ping_server.proc.pid), "--duration", str(int(args.seconds)),
                      "--rate", "250", "--format", "raw", "--output", str(spy_out), "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -260,9 +262,10 @@ async def floors(args: argparse.Namespace) -> list[list[str]]:
         rows.append(["bare uvicorn endpoint, in-band: one text frame each way", rounds, active, quiet])
     ping = ("--ws-ping-interval", str(args.interval), "--ws-ping-timeout", str(args.interval))
     never = ("--ws-ping-interval", "86400")
-    with uvicorn_process("bench.apps:idle_bare", extra=ping) as pinging, uvicorn_process(
-        "bench.apps:idle_bare", extra=never
-    ) as idle:
+    with (
+        uvicorn_process("bench.apps:idle_bare", extra=ping) as pinging,
+        uvicorn_process("bench.apps:idle_bare", extra=never) as idle,
+    ):
         async with clients(2) as procs:
             await connect(procs[:1], pinging.ws_url("/"), args.connections)
             await connect(procs[1:], idle.ws_url("/"), args.connections)

@@ -139,7 +139,7 @@ class Listener(WSListener):  # type: ignore[misc]
         if options.get("hello"):
             transport.send(WSMsgType.TEXT, HELLO)
         channel = options.get("subscribe")
-        if channel and client.token is None or channel and not options.get("resume"):
+        if (channel and client.token is None) or (channel and not options.get("resume")):
             transport.send(WSMsgType.TEXT, json.dumps({"$ws": "subscribe", "channel": channel}).encode())
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -203,10 +203,14 @@ class Listener(WSListener):  # type: ignore[misc]
         if client.transport is transport:
             client.transport = None
         if client.options.get("reconnect") and not CLOSING:
-            asyncio.get_running_loop().create_task(client.reconnect())
+            task = asyncio.get_running_loop().create_task(client.reconnect())
+            TASKS.add(task)
+            task.add_done_callback(TASKS.discard)
 
 
 CLOSING = False
+#: Tasks of this process (the loop keeps only weak references).
+TASKS: set[asyncio.Task[None]] = set()
 
 
 async def connect(clients: list[Client], options: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +226,7 @@ async def connect(clients: list[Client], options: dict[str, Any]) -> dict[str, A
     every = options.get("send_every")
     if every:  # each connection sends one small text frame every ``every`` seconds, staggered
         for client in new:
-            loop.create_task(tick(client, every))
+            TASKS.add(loop.create_task(tick(client, every)))
     waiting = [c.subscribed for c in new if c.transport is not None and c.subscribed is not None]
     if options.get("subscribe") and waiting:
         await asyncio.wait(waiting, timeout=options.get("timeout", 120))

@@ -164,7 +164,6 @@ class _Heartbeat:
             self.next_id = ping_id + 1
             conn.outbound.send_control(_PING % ping_id)
 
-
     def take(self, text: str) -> bool:
         """Handle ``text`` if it is a ping or pong exactly as the clients write them
         (``{"$ws":"pong","id":7}``): as the router's handlers would, without decoding JSON.
@@ -181,7 +180,7 @@ class _Heartbeat:
             digits = text[_HEAD_LENGTH:-1]
             if not _plain_id(text, digits):
                 return False
-            self.conn.outbound.send_control('{"$ws":"pong","id":%d}' % int(digits))
+            self.conn.outbound.send_control(_PONG_HEAD + digits + "}")
             return True
         return False
 

@@ -140,7 +140,7 @@ async def test_pings_and_pongs_as_clients_write_them_take_the_fast_path_and_othe
         ws.send_text('{"$ws":"ping","id":12}')
         assert await ws.next_text() == '{"$ws":"pong","id":12}'
         ping = await ws.next_json()
-        ws.send_text('{"$ws":"pong","id":%d}' % ping["id"])
+        ws.send_text(f'{{"$ws":"pong","id":{ping["id"]}}}')
         await asyncio.sleep(0.01)
         assert conn.heartbeat.ping_sent_at is None and conn.heartbeat.rtt is not None
         # Anything else goes to the router: other spellings, other ids, and what JSON refuses.
