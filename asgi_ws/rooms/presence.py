@@ -1,7 +1,12 @@
 """Who is in which room, across every process, kept over the broker's plain pub/sub.
 
 Each process (a *node*) announces its own members' joins and leaves on one presence channel,
-numbered with a per-node sequence, and a periodic *beat* carrying its latest number. Every
+numbered with a per-node sequence, and a periodic *beat* carrying its latest number. Changes
+are not published one by one: they gather per room (the latest change of each member wins)
+until :meth:`PresenceTracker.flush`, which makes one *delta* message per room (``"t": "d"``,
+its joins and its leaves; a room with more than :data:`MAX_DELTA_MEMBERS` changed members
+takes several). A reconnect storm of thousands of joins is then a few messages per flush, not
+a message per join. Every
 node keeps a view of the others. A gap in a node's numbers (pub/sub may lose messages during
 a broker outage), a beat with a number it has not seen, or an unknown node makes it ask that
 node for its full *state*, which replaces the view. A node that stops beating for ``ttl``
@@ -28,6 +33,9 @@ from ..protocol import ProtocolError, check_value, is_text
 
 Outgoing = list[dict[str, Any]]
 _Result = tuple[Outgoing, list["PresenceEvent"]]
+
+#: Members changed in one delta message at most; a room with more changes in one flush takes several.
+MAX_DELTA_MEMBERS = 1000
 
 #: Deepest nesting of a member's ``meta`` (the dict itself is level 1). Presence frames carry
 #: it at most three levels down, so they stay within the control protocol's ``MAX_DEPTH``.
@@ -94,6 +102,8 @@ class PresenceTracker:
         self._seq = 0
         self._local: dict[str, dict[str, PresenceEntry]] = {}
         self._nodes: dict[str, _NodeView] = {}
+        #: This node's changes not published yet: room -> member -> its entry (joined) or None (left).
+        self._pending: dict[str, dict[str, PresenceEntry | None]] = {}
 
     # -- queries -------------------------------------------------------------------
 
@@ -115,22 +125,48 @@ class PresenceTracker:
         return [{"t": "h", "n": self.node}]
 
     def join(self, room: str, member: str, user: str | None, meta: dict[str, Any]) -> tuple[Outgoing, PresenceEvent]:
+        """A member of this node joins ``room``: part of this node's view at once, published at
+        the next :meth:`flush` (the returned messages are empty; kept for the call's shape)."""
         entry = PresenceEntry(room, member, user, meta, self.node, time.time())
         self._local.setdefault(room, {})[member] = entry
-        self._seq += 1
-        message = {"t": "j", "n": self.node, "s": self._seq, "r": room, "m": member, "u": user, "x": meta,
-                   "a": entry.joined_at}  # fmt: skip
-        return [message], PresenceEvent("join", entry)
+        self._pending.setdefault(room, {})[member] = entry
+        return [], PresenceEvent("join", entry)
 
     def leave(self, room: str, member: str) -> tuple[Outgoing, PresenceEvent | None]:
+        """A member of this node leaves ``room``; published at the next :meth:`flush`."""
         members = self._local.get(room)
         entry = members.pop(member, None) if members else None
         if entry is None:
             return [], None
         if not members:
             del self._local[room]
-        self._seq += 1
-        return [{"t": "l", "n": self.node, "s": self._seq, "r": room, "m": member}], PresenceEvent("leave", entry)
+        self._pending.setdefault(room, {})[member] = None
+        return [], PresenceEvent("leave", entry)
+
+    @property
+    def pending(self) -> bool:
+        """True while this node has changes that :meth:`flush` has not published yet."""
+        return bool(self._pending)
+
+    def flush(self) -> Outgoing:
+        """The delta messages of the changes since the last flush: one per room (per
+        :data:`MAX_DELTA_MEMBERS` changed members), each numbered; the latest change of a
+        member wins (a join then a leave in one flush is a leave)."""
+        pending, self._pending = self._pending, {}
+        messages: Outgoing = []
+        for room, changes in pending.items():
+            items = list(changes.items())
+            for start in range(0, len(items), MAX_DELTA_MEMBERS):
+                self._seq += 1
+                message: dict[str, Any] = {"t": "d", "n": self.node, "s": self._seq, "r": room}
+                joins = {m: [e.user, e.meta, e.joined_at] for m, e in items[start : start + MAX_DELTA_MEMBERS] if e}
+                leaves = [m for m, e in items[start : start + MAX_DELTA_MEMBERS] if e is None]
+                if joins:
+                    message["j"] = joins
+                if leaves:
+                    message["l"] = leaves
+                messages.append(message)
+        return messages
 
     def beat(self, now: float) -> tuple[Outgoing, list[PresenceEvent]]:
         """Called every beat interval: this node's beat, and the leaves of nodes gone silent."""
@@ -178,7 +214,11 @@ class PresenceTracker:
         rooms = message.get("rooms") if kind == "st" else None
         if kind == "st" and not isinstance(rooms, dict):
             return self._reject('"rooms" is not an object')
-        change = _change(kind, node, message) if kind in ("j", "l") else None
+        change: PresenceEntry | _Delta | str | None = None
+        if kind in ("j", "l"):  # one change: what nodes before deltas publish
+            change = _change(kind, node, message)
+        elif kind == "d":
+            change = _delta(node, message)
         if isinstance(change, str):
             return self._reject(change)
         view = self._nodes.get(node)
@@ -206,7 +246,9 @@ class PresenceTracker:
             self._on_malformed(reason)
         return [], []
 
-    def _apply(self, view: _NodeView, kind: str, entry: PresenceEntry) -> list[PresenceEvent]:
+    def _apply(self, view: _NodeView, kind: str, entry: PresenceEntry | _Delta) -> list[PresenceEvent]:
+        if isinstance(entry, _Delta):
+            return self._apply_delta(view, entry)
         if kind == "j":
             view.rooms.setdefault(entry.room, {})[entry.member] = entry
             return [PresenceEvent("join", entry)]
@@ -215,6 +257,24 @@ class PresenceTracker:
         if members is not None and not members:
             del view.rooms[entry.room]
         return [PresenceEvent("leave", gone)] if gone else []
+
+    def _apply_delta(self, view: _NodeView, delta: _Delta) -> list[PresenceEvent]:
+        """A delta's joins and leaves; events only for what changed (a join already known, from
+        a state that ran ahead of the delta, is no news)."""
+        members = view.rooms.setdefault(delta.room, {})
+        events: list[PresenceEvent] = []
+        for member in delta.leaves:
+            gone = members.pop(member, None)
+            if gone is not None:
+                events.append(PresenceEvent("leave", gone))
+        for member, entry in delta.joins.items():
+            known = members.get(member)
+            members[member] = entry
+            if known is None:
+                events.append(PresenceEvent("join", entry))
+        if not members:
+            del view.rooms[delta.room]
+        return events
 
     def _replace(self, view: _NodeView, node: str, seq: int, rooms: dict[Any, Any]) -> list[PresenceEvent]:
         if seq < view.seq and not view.stale:
@@ -240,7 +300,34 @@ class PresenceTracker:
 
 
 #: Kinds of numbered messages (with ``"s"``); ``h``, ``q`` and ``x`` are not numbered.
-_NUMBERED = frozenset({"b", "j", "l", "st"})
+_NUMBERED = frozenset({"b", "d", "j", "l", "st"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Delta:
+    """The checked content of a delta message: one room's joins and leaves."""
+
+    room: str
+    joins: dict[str, PresenceEntry]
+    leaves: list[str]
+
+
+def _delta(node: str, message: dict[str, Any]) -> _Delta | str:
+    """The joins and leaves of a delta (``d``) message, or why it is malformed (then none applies)."""
+    room, joined, left = message.get("r"), message.get("j", {}), message.get("l", [])
+    if not _is_name(room):
+        return '"r" of a delta is not a name'
+    if not isinstance(joined, dict) or not isinstance(left, list):
+        return '"j" or "l" of a delta is malformed'
+    joins: dict[str, PresenceEntry] = {}
+    for member, fields in joined.items():
+        entry = _state_entry(room, member, fields, node)
+        if entry is None:
+            return "a join of a delta is malformed"
+        joins[member] = entry
+    if not all(_is_name(member) for member in left):
+        return "a leave of a delta is malformed"
+    return _Delta(room, joins, left)
 
 
 def check_meta(meta: Any) -> None:
@@ -298,4 +385,4 @@ def _state_entry(room: str, member: Any, fields: Any, node: str) -> PresenceEntr
     return PresenceEntry(room, member, user, meta, node, joined_at)
 
 
-__all__ = ["MAX_META_DEPTH", "PresenceEntry", "PresenceEvent", "PresenceTracker", "check_meta"]
+__all__ = ["MAX_DELTA_MEMBERS", "MAX_META_DEPTH", "PresenceEntry", "PresenceEvent", "PresenceTracker", "check_meta"]

@@ -1,7 +1,10 @@
 """Presence over the broker: the I/O around :class:`~asgi_ws.rooms.presence.PresenceTracker`.
 
-The tracker decides (sans I/O); this link does the rest for one Rooms instance: it queues the
-tracker's messages and publishes them from one task (bounded: during a broker outage the
+The tracker decides (sans I/O); this link does the rest for one Rooms instance: it flushes the
+tracker's pending joins and leaves :data:`FLUSH_DELAY` seconds (at most a quarter of the beat
+interval) after the first of them, as one delta message per room, so a mass connect is a few
+broker messages, not one per join; it queues the tracker's messages and publishes them from
+one task (bounded: during a broker outage the
 oldest wait and the newest are dropped, and peers resynchronise from the sequence gap), beats
 every ``interval`` seconds, feeds the tracker what arrives on the presence channel, and tells
 of each change the callbacks (:meth:`Rooms.on_presence <asgi_ws.Rooms.on_presence>`) and the
@@ -31,6 +34,9 @@ PresenceCallback = Callable[[PresenceEvent], object]
 #: Presence messages waiting to be published at most (a broker outage); beyond, they are
 #: dropped, and the other nodes resynchronise from the sequence gap.
 MAX_PENDING_PRESENCE = 10_000
+#: Seconds this node's presence changes gather before they are published (at most a quarter
+#: of the beat interval): every change of a room in that time is one broker message.
+FLUSH_DELAY = 0.25
 
 
 class PresenceLink:
@@ -63,6 +69,8 @@ class PresenceLink:
         self.callbacks: list[PresenceCallback] = []
         #: Messages waiting to be published (None until started).
         self.out: asyncio.Queue[dict[str, Any]] | None = None
+        self.flush_delay = min(FLUSH_DELAY, interval / 4)
+        self._flush_handle: asyncio.TimerHandle | None = None
 
     async def start(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
         """Subscribe to the presence channel, start the sender and the beats, say hello."""
@@ -71,9 +79,13 @@ class PresenceLink:
         spawn(self._sender())
         spawn(self._beats())
         self.queue(self.tracker.hello())
+        self._flush_soon()  # joins made before the start
 
     async def goodbye(self) -> None:
         """Tell the other nodes this one leaves: they drop its members at once."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.broker.publish(self.channel, _dumps({"t": "x", "n": self.tracker.node})), 2)
 
@@ -84,12 +96,25 @@ class PresenceLink:
     def join(self, room: str, member: str, user: str | None, meta: dict[str, Any]) -> None:
         out, event = self.tracker.join(room, member, user, meta)
         self.queue(out)
+        self._flush_soon()
         self.emit([event])
 
     def leave(self, room: str, member: str) -> None:
         out, event = self.tracker.leave(room, member)
         self.queue(out)
+        self._flush_soon()
         self.emit([event] if event else [])
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is None and self.out is not None and self.tracker.pending:
+            self._flush_handle = asyncio.get_running_loop().call_later(self.flush_delay, self.flush)
+
+    def flush(self) -> None:
+        """Publish this node's pending changes now: one delta message per room."""
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()
+        self.queue(self.tracker.flush())
 
     def queue(self, messages: list[dict[str, Any]]) -> None:
         out = self.out
@@ -152,4 +177,4 @@ def _dumps(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-__all__ = ["MAX_PENDING_PRESENCE", "PresenceCallback", "PresenceLink"]
+__all__ = ["FLUSH_DELAY", "MAX_PENDING_PRESENCE", "PresenceCallback", "PresenceLink"]
