@@ -156,8 +156,14 @@ CATEGORIES: list[tuple[str, Callable[[list[str], bool], bool]]] = [
     ("Channels: aclose_old_connections, worker thread", lambda f, thread: thread and _has(f, "thread_handler")),
     ("other threads (an executor thread waiting for work)", lambda f, thread: thread),
     ("Channels: aclose_old_connections (sync_to_async hop)", lambda f, _: _has(f, "aclose_old_connections")),
-    ("WebSocket send (consumer.send, uvicorn)", lambda f, _: _has(f, "AsyncConsumer.send ")),
-    ("LeanDispatchMixin: waking the consumer (from the fan-out)", lambda f, _: _has(f, "_Loop.wake")),
+    (
+        "WebSocket send (consumer.send, uvicorn)",
+        lambda f, _: _has(f, "AsyncConsumer.send ", "send (channels/consumer.py"),
+    ),
+    (
+        "LeanDispatchMixin: waking the consumer (from the fan-out)",
+        lambda f, _: _has(f, "_Loop.wake ", "wake (asgi_ws/contrib/channels/lean.py"),
+    ),
     ("BrokerChannelLayer", lambda f, _: _has(f, "asgi_ws/contrib/channels/layer", "asgi_ws/brokers/frames")),
     ("Channels: await_many_dispatch, dispatch", lambda f, _: _has(f, "await_many_dispatch")),
     (
@@ -167,6 +173,12 @@ CATEGORIES: list[tuple[str, Callable[[list[str], bool], bool]]] = [
     ("broker client (redis-py, reader)", lambda f, _: _has(f, "redis/", "asgi_ws/brokers/")),
     ("event loop, uvicorn, other", lambda f, _: True),
 ]
+
+
+#: How py-spy names a thread's first frame: with the class (``Thread._bootstrap (threading.py:...)``) or
+#: without it (``_bootstrap (threading.py:...)``), as the Python version lets it tell; frames are
+#: matched in both forms for the same reason.
+THREAD_ROOTS = ("Thread._bootstrap", "_bootstrap (threading.py")
 
 
 def _has(frames: list[str], *needles: str) -> bool:
@@ -179,7 +191,7 @@ def breakdown(path: Path) -> dict[str, float]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        thread = frames[0].startswith("Thread._bootstrap")  # a worker thread (sync_to_async's executor)
+        thread = frames[0].startswith(THREAD_ROOTS)  # a worker thread (sync_to_async's executor)
         name = next(name for name, matches in CATEGORIES if matches(frames[1:], thread))
         counts[name] += int(count)
     total = sum(counts.values()) or 1

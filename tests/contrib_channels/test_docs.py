@@ -58,7 +58,17 @@ def as_module(name: str, code: str, monkeypatch: pytest.MonkeyPatch) -> types.Mo
 
 
 def test_every_marked_block_is_tested() -> None:
-    assert set(DJANGO) == {"asgi", "authorize", "stack", "tickets", "consumers", "routing", "urls", "deployment"}
+    assert set(DJANGO) == {
+        "asgi",
+        "authorize",
+        "stack",
+        "tickets",
+        "consumers",
+        "routing",
+        "urls",
+        "deployment",
+        "lean",
+    }
     assert set(blocks("integrations.md")) == {"integrations"}
 
 
@@ -151,6 +161,35 @@ async def test_tickets_from_a_django_view(make_user: Any) -> None:
         assert (seen["user"], seen["django_user"], seen["backend"]) == ("alice", True, "ticket")
         refused = await refusal(server.ws_url("/ws/?ticket=forged"), origin=helpers.ORIGIN)
         assert (refused.status, refused.body) == (401, "invalid ticket")
+
+
+async def test_the_lean_consumer() -> None:
+    """The lean consumer of the guide, on BrokerChannelLayer: group messages reach its handler."""
+    from channels.layers import channel_layers
+    from channels.testing import WebsocketCommunicator
+
+    from asgi_ws.contrib.channels import BrokerChannelLayer, LeanDispatchMixin
+
+    consumer = run(DJANGO["lean"])["NotificationsConsumer"]
+    assert issubclass(consumer, LeanDispatchMixin)
+    layer = BrokerChannelLayer(prefix="docs-lean")
+    old = channel_layers.set("default", layer)
+    try:
+        communicator = WebsocketCommunicator(consumer.as_asgi(), "/ws/notifications/")
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        await layer.group_send("notifications", {"type": "notify", "text": "deployed"})
+        try:
+            assert await communicator.receive_json_from(timeout=10) == {"text": "deployed"}
+        except TimeoutError:
+            raise AssertionError("the group message never reached the lean consumer's handler") from None
+        await communicator.disconnect()
+    finally:
+        await layer.close()
+        if old is None:  # set() would store None, returned to every later test
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", old)
 
 
 def test_the_client_is_served_by_a_view() -> None:
