@@ -4,8 +4,8 @@ Each test runs with a stock ``AsyncWebsocketConsumer`` and with ``LeanWebsocketC
 BrokerChannelLayer (where the lean consumer reads its channel's buffer directly) and on
 Channels' InMemoryChannelLayer (where it falls back to ``receive()``): order per source, one
 handler at a time, groups joined and left, ``disconnect`` and ``StopConsumer``, nothing lost
-on cancellation, database connections closed as Channels closes them; with
-WebsocketCommunicator, and under a real uvicorn.
+on cancellation or a failing server receive, database connections closed as Channels
+closes them; with WebsocketCommunicator, and under a real uvicorn.
 """
 
 from __future__ import annotations
@@ -200,6 +200,54 @@ async def test_a_cancelled_consumer_loses_nothing_it_did_not_take(kind: str) -> 
                 await within(communicator.future, "the cancelled consumer ending")
             rest = [(await within(layer.receive(channel), f"message {n}"))["n"] for n in range(1, 6)]
             assert rest == [1, 2, 3, 4, 5]
+    finally:
+        await layer.close()
+
+
+async def test_a_failed_server_receive_still_lets_go_of_the_channel() -> None:
+    """The consumer stops (StopConsumer in a handler) just as its pending server ``receive()``
+    fails: the failure is raised, as in Channels, and the channel's reader is let go of all the
+    same (another can be had), what the consumer did not take left to ``receive()``."""
+    failing, failed = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "websocket.connect"}
+        await failing.wait()
+        failed.set()
+        raise RuntimeError("the server's receive failed")
+
+    class Stopping(probe_class("lean")):  # type: ignore[misc]
+        async def probe_stop(self, event: dict[str, Any]) -> None:
+            failing.set()
+            await within(failed.wait(), "the server's receive failing")
+            await asyncio.sleep(0)  # its task is done
+            raise StopConsumer()
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    layer = BrokerChannelLayer(prefix="lean-failed-receive")
+    try:
+        with default_layer(layer):
+            scope = {"type": "websocket", "path": "/ws/", "headers": [], "subprotocols": []}
+            app = asyncio.ensure_future(Stopping.as_asgi()(scope, receive, send))
+            await eventually(lambda: len(sent) == 2, "the consumer's accept and hello")
+            channel = json.loads(sent[1]["text"])["channel"]
+            await layer.send(channel, {"type": "probe.stop"})
+            await layer.send(channel, {"type": "probe.message", "n": 1})
+            with pytest.raises(RuntimeError, match="the server's receive failed"):
+                await within(app, "the consumer ending")
+            reader = layer.reader(channel, lambda: None)
+            assert reader is not None, "the channel's buffer is still there"
+            reader.close()
+            rest = await within(layer.receive(channel), "the message after the stop")
+            assert rest == {"type": "probe.message", "n": 1}
     finally:
         await layer.close()
 

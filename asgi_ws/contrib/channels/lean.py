@@ -226,8 +226,21 @@ class _Loop:
                 finally:
                     self.waiter = None
         finally:
-            for source in sources:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close every source, even when closing one fails (a pending ``receive()`` that had
+        failed raises its error here, as in Channels' ``await_many_dispatch``): the channel's
+        reader is let go of whatever happens, so its buffer is left to ``receive()``. The first
+        failure is raised once all are closed."""
+        failure: BaseException | None = None
+        for source in self.sources:
+            try:
                 await source.close()
+            except BaseException as exc:  # raised below, once the others are closed
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 class LeanWebsocketConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):  # type: ignore[misc]
