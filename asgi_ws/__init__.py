@@ -32,6 +32,7 @@ from .middleware.origin import OriginMiddleware as OriginMiddleware
 from .middleware.ratelimit import RateLimitMiddleware as RateLimitMiddleware
 from .middleware.resume import ResumeMiddleware as ResumeMiddleware
 from .middleware.subprotocol import SubprotocolMiddleware as SubprotocolMiddleware
+from .outbound import BatchLimits as BatchLimits
 from .outbound import QueueLimits as QueueLimits
 from .protocol import ProtocolError as ProtocolError
 from .pubsub import PubSubApp as PubSubApp
@@ -46,6 +47,7 @@ __all__ = [
     "AuthMiddleware",
     "AuthenticationFailed",
     "BackpressureMiddleware",
+    "BatchLimits",
     "BrokerClosed",
     "BrokerError",
     "BrokerUnavailable",

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import protocol
+from .outbound.batching import BatchLimits
 from .protocol import OP_KEY, ProtocolError
 
 if TYPE_CHECKING:
@@ -126,12 +127,15 @@ class ControlRouter:
             logger.exception("the control operation %r failed", op)
             self.send_error("internal_error", "the server failed to handle this message (it is logged)", op)
 
-    def _opted_in(self, version: int) -> None:
+    def _opted_in(self, version: int, batch: bool = False) -> None:
         if self.opted_in:
             raise ProtocolError("bad_message", "hello was already received", "hello")
         self.version = min(version, protocol.VERSION)
         self.opted_in = True
-        self.send("welcome", {"v": self.version, "features": self._table.features})
+        features = self._table.features
+        self.send("welcome", {"v": self.version, "features": features})
+        if batch and "batch" in features:  # asked for, and offered (BackpressureMiddleware)
+            self.conn.outbound.start_batching(BatchLimits.of_feature(features["batch"]))
         callbacks, self._on_opt_in = self._on_opt_in, None
         for callback in callbacks or ():
             callback()
@@ -141,7 +145,7 @@ def _hello(conn: Connection, message: dict[str, Any]) -> None:
     version = protocol.field(message, "v", int)
     if version < 1:
         raise ProtocolError("unsupported_version", f"this server speaks version {protocol.VERSION}", "hello")
-    conn.control._opted_in(version)
+    conn.control._opted_in(version, message.get("batch") is True)
 
 
 _ROOT = _Table({"hello": _hello}, {})

@@ -16,6 +16,9 @@ write back as UTF-8, or raises :class:`ProtocolError`: lone surrogates (``"\\ud8
 non-finite numbers and nesting deeper than :data:`MAX_DEPTH` are refused there, once, so
 no reply can echo a value the server cannot send. :func:`encode` writes ASCII only, so no
 library-made control frame is unencodable, whatever the app or another node put in it.
+
+A **batch** frame (:func:`encode_batch`, :func:`decode_batch`) carries several application
+text messages in one control frame, for clients that asked for batches in ``hello``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ PREFIX = '{"$ws"'
 OP_KEY = "$ws"
 #: Highest protocol version this library speaks.
 VERSION = 1
+#: Every batch frame starts with exactly these characters (docs/protocol.md, "Batches").
+BATCH_PREFIX = '{"$ws":"batch","m":['
+
 #: Control messages longer than this many characters are refused without parsing.
 MAX_CONTROL_LENGTH = 65_536
 #: Deepest nesting of arrays and objects in a control message (its own object is level 1).
@@ -55,6 +61,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Writing the parsed message back as UTF-8 is the quickest exact test for lone surrogates (C code).
 _utf8_probe = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+# Batches keep their messages' characters (not \u escapes): the frame is as large as the messages
+# plus their quotes, and what escaping JSON strings needs (quotes, backslashes, control characters).
+_encode_texts = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 
 class ProtocolError(AsgiWsError, ValueError):
@@ -107,6 +116,24 @@ def error(code: str, message: str, ref: str | None = None) -> str:
     if ref is not None and is_op_name(ref):
         fields["ref"] = ref
     return encode("error", fields)
+
+
+def encode_batch(texts: list[str]) -> str:
+    """Return the batch frame carrying the text messages ``texts``, in order: ``{"$ws":"batch","m":[...]}``.
+
+    Each message is a JSON string of exactly its characters; its receiver gets them back,
+    message by message, with :func:`decode_batch` (or ``JSON.parse``).
+    """
+    return '{"$ws":"batch","m":' + _encode_texts(texts) + "}"
+
+
+def decode_batch(message: Mapping[str, Any]) -> list[str] | None:
+    """The text messages of a decoded batch frame (``message["$ws"] == "batch"``), in order;
+    None when it does not hold a list of strings."""
+    texts = message.get("m")
+    if type(texts) is not list or not all(type(text) is str for text in texts):
+        return None
+    return texts
 
 
 def decode(text: str, *, max_length: int | None = MAX_CONTROL_LENGTH) -> dict[str, Any]:
@@ -281,6 +308,7 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 __all__ = [
+    "BATCH_PREFIX",
     "MAX_CONTROL_LENGTH",
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
@@ -292,7 +320,9 @@ __all__ = [
     "ProtocolError",
     "check_value",
     "decode",
+    "decode_batch",
     "encode",
+    "encode_batch",
     "error",
     "field",
     "is_control",

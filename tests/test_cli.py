@@ -44,7 +44,7 @@ async def test_routes_origin_and_pubsub_in_process() -> None:
         async with opened(server.ws_url("/ws"), origin=same, ping_interval=None) as conn:
             await conn.send(json.dumps({"$ws": "hello", "v": 1}))
             features = json.loads(await conn.recv())["features"]
-            assert set(features) == {"heartbeat", "pubsub"}
+            assert set(features) == {"heartbeat", "pubsub", "batch"}
         assert (await refusal(server.ws_url("/ws"), origin="https://evil.example")).status == 403
         wrong = await refusal(server.ws_url("/elsewhere"), origin=same)
         assert (wrong.status, wrong.body) == (404, "no WebSocket endpoint here; try /ws")

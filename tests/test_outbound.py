@@ -313,6 +313,7 @@ async def test_totals_sum_over_connections() -> None:
         "closed_for_slowness": 0,
         "queued": 4,
         "backlogged": 2,
+        "batches": 0,
     }
     for server in servers:
         server.writable.set()

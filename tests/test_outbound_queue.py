@@ -39,6 +39,7 @@ offer_op = st.tuples(
     st.integers(0, 30),  # size
     st.none() | st.sampled_from(POLICY_NAMES),  # a per-message policy, or the limits' own
     st.none() | st.sampled_from("abc"),  # conflation key
+    st.booleans(),  # binary
 )
 operations = st.lists(
     st.one_of(
@@ -46,6 +47,7 @@ operations = st.lists(
         offer_op,
         offer_op,
         st.tuples(st.just("pop")),
+        st.tuples(st.just("pop_texts"), st.integers(1, 5), st.integers(1, 60)),  # a batch: messages, bytes
         st.tuples(st.just("protocol")),
         st.tuples(st.just("clear")),
     ),
@@ -83,9 +85,10 @@ def test_any_sequence_of_offers_and_writes_keeps_bounds_order_and_counts(limits:
     next_id = 0
     for op in ops:
         if op[0] == "offer":
-            _, size, policy, key = op
+            _, size, policy, key, binary = op
             next_id += 1
-            message = {"type": "websocket.send", "text": "x", "id": next_id, "size": size, "key": key}
+            message = {"type": "websocket.send", "id": next_id, "size": size, "key": key}
+            message["bytes" if binary else "text"] = b"x" if binary else "x"
             chosen = policy or limits.policy
             before = queue.messages()
             had_app = any(m["type"] == "websocket.send" for m in before)
@@ -131,6 +134,21 @@ def test_any_sequence_of_offers_and_writes_keeps_bounds_order_and_counts(limits:
         elif op[0] == "pop":
             if len(queue):
                 run.written.append(queue.pop().message)
+        elif op[0] == "pop_texts":
+            _, max_messages, max_bytes = op
+            before = queue.messages()
+            taken = [entry.message for entry in queue.pop_texts(max_messages, max_bytes)]
+            # The oldest entries, consecutive text messages, within both bounds (the first one
+            # whatever its size), and as many as the bounds allow.
+            assert before[: len(taken)] == taken
+            assert all(m["type"] == "websocket.send" and "text" in m for m in taken)
+            assert len(taken) <= max_messages
+            assert len(taken) <= 1 or sum(m["size"] for m in taken) <= max_bytes
+            rest = before[len(taken) :]
+            if rest and rest[0]["type"] == "websocket.send" and "text" in rest[0]:
+                total = sum(m["size"] for m in taken) + rest[0]["size"]
+                assert len(taken) == max_messages or (taken and total > max_bytes)
+            run.written.extend(taken)
         elif op[0] == "protocol":
             queue.push_protocol({"type": "websocket.close", "code": 1000})
             run.protocol_pushed += 1

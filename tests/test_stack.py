@@ -132,7 +132,14 @@ async def test_handshake_and_session_middlewares_compose(ws_impl: str) -> None:
             assert json.loads(await conn.recv()) == {"user": "alice", "subprotocol": "chat.v2"}
             await conn.send(json.dumps({"$ws": "hello", "v": 1}))
             welcome = json.loads(await conn.recv())
-            assert welcome == {"$ws": "welcome", "v": 1, "features": {"heartbeat": {"interval": 0.3, "timeout": 0.5}}}
+            assert welcome == {
+                "$ws": "welcome",
+                "v": 1,
+                "features": {
+                    "heartbeat": {"interval": 0.3, "timeout": 0.5},
+                    "batch": {"max_messages": 256, "max_bytes": 65_536},  # BackpressureMiddleware offers batches
+                },
+            }
             await conn.send("hi")
             reply = json.loads(await conn.recv())
             assert reply["echo"] == "hi" and reply["queue"]["dropped"] == 0

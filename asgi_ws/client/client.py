@@ -386,6 +386,10 @@ def connect(url: UrlSource, **options: Unpack[ClientOptions]) -> Client:
             - ``heartbeat``: ping the server after the announced heartbeat ``interval`` of silence
               and reconnect when nothing answers within its ``timeout`` (default True). Server
               pings are always answered.
+            - ``batch``: ask the server for batch frames (``hello``'s ``batch``, default True):
+              messages that come faster than the client takes them one by one arrive in one
+              frame, which the client unpacks; the application still gets them one by one, and
+              resumption counts each. False: one frame a message, always.
             - ``backoff``: reconnection policy (default ``Backoff()``: 0.5 s base, 30 s cap,
               forever, counter reset after 10 s up).
             - ``open_timeout``: seconds for one opening handshake (default 10); also how long the

@@ -4,8 +4,9 @@
 parameters, the next URL of a list), hands it to a :class:`Link` until it ends, then asks
 :mod:`.policy` whether to reconnect and waits the backoff's delay. A :class:`Link` is one open
 socket: it says ``hello``, restores subscriptions and flushes waiting sends, reads frames
-(control messages go to :mod:`.dispatch`, data frames to the inbox), and runs the socket's
-heartbeat, acknowledgements and resume deadline.
+(control messages go to :mod:`.dispatch`, data frames to the inbox, and the messages of a batch
+frame to the inbox one by one, each counted), and runs the socket's heartbeat,
+acknowledgements and resume deadline.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ class Link:
         client._events.emit("connected")
         ticker = asyncio.create_task(self._tick_until_closed())
         try:
-            await self.control("hello", {"v": VERSION})
+            await self.control("hello", {"v": VERSION, "batch": True} if client._settings.batch else {"v": VERSION})
             if not client._resume.pending:
                 await self.restore(restored=())
             async for frame in ws:
@@ -253,6 +254,11 @@ class Link:
                 return
             await dispatch(self, message)
             return
+        await self.data(frame)
+
+    async def data(self, frame: Data) -> None:
+        """A data frame (or a message of a batch frame) for the application: counted, acknowledged
+        every :data:`~.policy.ACK_EVERY`, handed to the inbox."""
         resume = self.client._resume
         seq = resume.count()
         if resume.active and seq % ACK_EVERY == 0:

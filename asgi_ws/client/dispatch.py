@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from ..protocol import decode_batch
+
 if TYPE_CHECKING:
     from .connection import Link
 
@@ -82,6 +84,16 @@ def _published(link: Link, message: dict[str, Any]) -> None:
     link.client._requests.answered("publish", message.get("id"), message)
 
 
+async def _batch(link: Link, message: dict[str, Any]) -> None:
+    """A batch frame: its messages are data frames, one by one, in order (docs/protocol.md, "Batches")."""
+    texts = decode_batch(message)
+    if texts is None:
+        logger.warning("asgi_ws client: ignored a batch frame that holds something else than messages")
+        return
+    for text in texts:
+        await link.data(text)
+
+
 def _other(link: Link, message: dict[str, Any]) -> None:
     link.client._events.emit("control", detail=message)
 
@@ -98,6 +110,7 @@ HANDLERS: Mapping[str, Handler] = {
     "subscribed": _subscribed,
     "unsubscribed": _unsubscribed,
     "published": _published,
+    "batch": _batch,
 }
 
 

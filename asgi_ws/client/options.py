@@ -30,7 +30,7 @@ class ClientOptions(TypedDict, total=False):
     """The keyword options of :func:`~asgi_ws.client.connect` and :class:`~asgi_ws.client.Client`.
 
     The client's own (defaults in brackets): ``subprotocols`` (None), ``headers`` (None),
-    ``ticket`` (None), ``ticket_param`` ("ticket"), ``resume`` (True), ``heartbeat`` (True),
+    ``ticket`` (None), ``ticket_param`` ("ticket"), ``resume`` (True), ``heartbeat`` (True), ``batch`` (True),
     ``backoff`` (``Backoff()``), ``open_timeout`` (10.0), ``max_queue`` (1024), ``max_pending``
     (100), ``stop_codes`` (()), ``on_event`` (None): see :func:`~asgi_ws.client.connect`.
     The others are passed to :func:`websockets.asyncio.client.connect` as they are.
@@ -42,6 +42,7 @@ class ClientOptions(TypedDict, total=False):
     ticket_param: str
     resume: bool
     heartbeat: bool
+    batch: bool
     backoff: Backoff | None
     open_timeout: float
     max_queue: int
@@ -65,8 +66,8 @@ class ClientOptions(TypedDict, total=False):
 
 #: The options the client handles itself; every other one goes to websockets.
 OWN_OPTIONS = frozenset(
-    {"subprotocols", "headers", "ticket", "ticket_param", "resume", "heartbeat", "backoff", "open_timeout",
-     "max_queue", "max_pending", "stop_codes", "on_event"}
+    {"subprotocols", "headers", "ticket", "ticket_param", "resume", "heartbeat", "batch", "backoff",
+     "open_timeout", "max_queue", "max_pending", "stop_codes", "on_event"}
 )  # fmt: skip
 #: websockets options the client sets itself.
 RESERVED_OPTIONS = frozenset({"uri", "subprotocols", "additional_headers", "open_timeout"})
@@ -82,6 +83,7 @@ class Settings:
     ticket_param: str = "ticket"
     resume: bool = True
     heartbeat: bool = True
+    batch: bool = True
     backoff: Backoff = field(default_factory=Backoff)
     open_timeout: float = 10.0
     max_queue: int = 1024

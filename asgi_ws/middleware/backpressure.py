@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ..close_codes import CloseCode
 from ..connection import attach_session, connection_of
-from ..outbound import KeyFunc, OutboundTotals, Policy, QueueLimits
+from ..exceptions import ConfigurationError
+from ..outbound import BatchLimits, KeyFunc, OutboundTotals, Policy, QueueLimits
 from ..types import ASGIApp, Receive, Scope, Send
 
 
@@ -35,6 +36,12 @@ class BackpressureMiddleware:
             None are never conflated.
         close_code: close code of the ``close`` policy (default 1013, Try Again Later).
         close_reason: close reason of the ``close`` policy (default ``"slow consumer"``).
+        batch: offer batches to the clients that ask for them in ``hello`` (``True``, the
+            default: :class:`~asgi_ws.outbound.BatchLimits` ``()``, 256 messages and 64 KiB a
+            batch; a ``BatchLimits`` for other bounds; ``False``: never batch). A client that
+            asked gets the text messages that come faster than it can take them one by one (a
+            burst in one event-loop turn, or a backlog) as one batch frame
+            (docs/protocol.md, "Batches"); a client that did not ask never sees one.
 
     A message may override the policy with an extra key, removed before it reaches the
     server: ``{"type": "websocket.send", "text": ..., "asgi_ws": {"overflow": "drop_newest"}}``,
@@ -56,7 +63,10 @@ class BackpressureMiddleware:
         conflate_key: KeyFunc | None = None,
         close_code: int = CloseCode.TRY_AGAIN_LATER,
         close_reason: str = "slow consumer",
+        batch: bool | BatchLimits = True,
     ) -> None:
+        if not isinstance(batch, (bool, BatchLimits)):
+            raise ConfigurationError("batch must be True, False or a BatchLimits")
         self.app = app
         self.limits = QueueLimits(
             max_messages=max_messages,
@@ -70,6 +80,9 @@ class BackpressureMiddleware:
         )
         #: Counters summed over every connection of this middleware.
         self.totals = OutboundTotals()
+        limits = BatchLimits() if batch is True else batch or None
+        #: What ``welcome`` announces as the ``batch`` feature (None: batches are not offered).
+        self.batch_feature = limits.feature() if limits is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -77,6 +90,8 @@ class BackpressureMiddleware:
             return
         scope, conn, receive, send = attach_session(scope, receive, send)
         conn.outbound.configure(self.limits, self.totals)
+        if self.batch_feature is not None:
+            conn.control.announce("batch", self.batch_feature)
         await conn.run(self.app, scope, receive, send)
 
 

@@ -19,16 +19,19 @@ The parts, one concern each:
 - :mod:`.queue`: :class:`~.queue.OutboundQueue`, the queue and its overflow decisions, free of I/O;
 - :mod:`.eager`: :class:`~.eager.EagerWriter`, driving the server's ``send`` coroutine by hand,
   and the writer task that finishes a write that suspended;
+- :mod:`.batching`: :class:`BatchLimits`, and what a connection that batches keeps;
 - :mod:`.totals`: :class:`OutboundTotals`, counters over the connections of a middleware;
 - :mod:`.path`: :class:`Outbound`, which puts them together for one connection.
 """
 
+from .batching import BatchLimits
 from .limits import POLICIES, KeyFunc, Policy, QueueLimits, message_size
 from .path import HANDLED, MAX_PENDING_CONTROL, SLOW, WAIT, Outbound
 from .totals import OutboundTotals
 
 __all__ = [
     "HANDLED",
+    "BatchLimits",
     "MAX_PENDING_CONTROL",
     "POLICIES",
     "SLOW",

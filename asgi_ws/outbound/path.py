@@ -9,6 +9,10 @@ drained it. The library's control frames pass queued application messages (never
 in flight); the application's own accept and close are awaited in the application's task, as
 the server would, and keep their place among its messages.
 
+For a client that asked for batches (:mod:`asgi_ws.outbound.batching`), the text messages
+that follow the first one of a loop turn wait for the end of the turn and go as one batch
+frame, and the writer task writes what queued behind a blocked write in batch frames.
+
 Without limits (no BackpressureMiddleware) application messages are written inline, as the
 server would, and only the library's own messages (pings, closes) are serialised with them.
 """
@@ -22,7 +26,9 @@ from collections.abc import Callable, Hashable
 from typing import Final
 
 from ..exceptions import ConfigurationError
+from ..protocol import encode_batch
 from ..types import Message, Send
+from .batching import Batch, BatchLimits, text_size, turns_of
 from .eager import EagerWriter, Frame
 from .limits import POLICIES, QueueLimits, message_size
 from .queue import CLOSE, CONFLATED, DROPPED, OutboundQueue
@@ -49,6 +55,7 @@ class Outbound(EagerWriter):
 
     # Slots: one of these exists per open socket.
     __slots__ = (
+        "_batch",
         "_closed",
         "_closer",
         "_control",
@@ -71,9 +78,11 @@ class Outbound(EagerWriter):
         self._queue: OutboundQueue | None = None
         self._control: collections.deque[Message] | None = None
         self._inflight = False
-        #: True while the eager path may not be taken: failed, closed, or a write in flight
-        #: without limits. One flag, because write_now and offer read it for every message.
+        #: True while the eager path may not be taken as it is: failed, closed, a write in
+        #: flight without limits, or batching. One flag, because write_now and offer read it
+        #: for every message.
         self._slow = False
+        self._batch: Batch | None = None
         self._room: asyncio.Event | None = None
         self._closed = False
         self._inflight_done: asyncio.Event | None = None
@@ -89,6 +98,19 @@ class Outbound(EagerWriter):
             self.totals = totals
             if totals is not None:
                 totals.join(self)
+
+    def start_batching(self, limits: BatchLimits) -> None:
+        """Write this connection's text messages in batch frames when they come faster than one
+        a loop turn, or queue behind a blocked write (the client asked for it in ``hello``).
+        Only a bounded connection batches: without limits this does nothing."""
+        if self._batch is None and self.limits is not None:
+            self._batch = Batch(limits, turns_of(asyncio.get_running_loop()))
+            self._slow = True  # write_now and offer take the batching path from now on
+
+    @property
+    def batches(self) -> int:
+        """Batch frames written on this connection."""
+        return self._batch.frames if self._batch is not None else 0
 
     def release(self) -> None:
         """The connection ended: fold its counts into the totals and forget it."""
@@ -121,8 +143,9 @@ class Outbound(EagerWriter):
 
     @property
     def backlogged(self) -> bool:
-        """True while a write is blocked and messages wait behind it."""
-        return self._writer is not None
+        """True while a write is blocked and messages wait behind it, or a batch waits for the
+        end of the loop turn."""
+        return self._writer is not None or (self._batch is not None and bool(self._batch.pending))
 
     def stats(self) -> dict[str, int]:
         """Counters of this connection: queued, queued_bytes, sent, dropped, conflated."""
@@ -148,7 +171,7 @@ class Outbound(EagerWriter):
         case costs no extra coroutine: this is the hottest code of the library.
         """
         if self._slow or "asgi_ws" in message:
-            return SLOW
+            return self._write_batched(message) if self._batch is not None else SLOW
         if self._writer is None:
             # EagerWriter._start() written out: this is the one copy on the per-message path
             # (a call costs ~500 instructions, see docs/internals.md).
@@ -166,6 +189,33 @@ class Outbound(EagerWriter):
         limits = self.limits
         if limits is None:
             return SLOW
+        size = message_size(message)
+        if limits.policy == "block" and not self._queue_of(limits).fits(size):
+            return SLOW
+        self._enqueue(message, size, limits.policy, None)
+        return HANDLED
+
+    def _write_batched(self, message: Message) -> int:
+        """:meth:`write_now` on a connection that batches."""
+        if self.failed is not None or self._closed or self._inflight or "asgi_ws" in message:
+            return SLOW
+        if self._writer is None:
+            batch = self._batch
+            assert batch is not None
+            turns = batch.turns
+            if batch.turn != turns.now and not batch.pending:  # the first of this turn: at once, alone
+                batch.turn = turns.now
+                if not turns.armed:
+                    turns.arm()
+                self._start(message, raise_errors=True)
+                return HANDLED
+            if self._coalesce(message):
+                return HANDLED
+            if self._writer is None:
+                self._start(message, raise_errors=True)
+                return HANDLED
+        limits = self.limits
+        assert limits is not None  # only bounded connections batch
         size = message_size(message)
         if limits.policy == "block" and not self._queue_of(limits).fits(size):
             return SLOW
@@ -202,6 +252,7 @@ class Outbound(EagerWriter):
         if message["type"] != "websocket.send":
             await self._send_protocol(message)
             return
+        self._flush_batch()  # what waits for the end of the turn goes first
         if self._writer is None:
             self._start(message, raise_errors=True)
             return
@@ -213,8 +264,10 @@ class Outbound(EagerWriter):
             if self._closed:  # a close (ours or the application's) went out while this send waited
                 raise RuntimeError("the connection is closing")
             if self._writer is None:  # the backlog drained while we waited
-                self._start(message, raise_errors=True)
-                return
+                self._flush_batch()
+                if self._writer is None:
+                    self._start(message, raise_errors=True)
+                    return
         self._enqueue(message, size, policy, key)
 
     def offer(
@@ -230,6 +283,18 @@ class Outbound(EagerWriter):
         if self._slow:
             if self.failed is not None or self._closed:
                 return False
+            batch = self._batch
+            if batch is not None and self._writer is None and not self._inflight:
+                turns = batch.turns
+                if batch.turn != turns.now and not batch.pending:  # the first of this turn: at once, alone
+                    batch.turn = turns.now
+                    if not turns.armed:
+                        turns.arm()
+                    return self._start(message, raise_errors=False)
+                if self._coalesce(message):
+                    return True
+                if self._writer is None:
+                    return self._start(message, raise_errors=False)
         elif self._writer is None:
             return self._start(message, raise_errors=False)
         limits = self.limits
@@ -282,6 +347,7 @@ class Outbound(EagerWriter):
 
     async def flush(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the backlog to be written (at the end of the app)."""
+        self._flush_batch()
         writer = self._writer
         if writer is not None:
             await asyncio.wait({writer}, timeout=timeout)
@@ -304,7 +370,7 @@ class Outbound(EagerWriter):
             await self._send(message)
         finally:
             self._inflight = False
-            self._slow = self._closed or self.failed is not None
+            self._slow = self._closed or self.failed is not None or self._batch is not None
             if self._inflight_done is not None:
                 self._inflight_done.set()
             if not self._closed:
@@ -314,6 +380,7 @@ class Outbound(EagerWriter):
 
     async def _send_protocol(self, message: Message) -> None:
         """The application's accept/close: in order with its messages, never dropped."""
+        self._flush_batch()  # the application's messages before it go first
         if message["type"] == "websocket.close":
             self._closed = self._slow = True  # nothing may follow the application's close
         if self._writer is None:
@@ -336,17 +403,96 @@ class Outbound(EagerWriter):
             return self._control.popleft(), 0
         queue = self._queue
         if queue:
-            entry = queue.pop()
+            batch = self._batch
+            if batch is not None:
+                entries = queue.pop_texts(batch.max_messages, batch.max_bytes)
+                if len(entries) > 1:
+                    if self._room is not None:
+                        self._room.set()
+                    batch.frames += 1
+                    text = encode_batch([entry.message["text"] for entry in entries])
+                    return {"type": "websocket.send", "text": text}, len(entries)
+                entry = entries[0] if entries else queue.pop()
+            else:
+                entry = queue.pop()
             if self._room is not None:
                 self._room.set()
             return entry.message, 1 if entry.app else 0
         return None
 
     def _backlog_changed(self, started: bool) -> None:
+        batch = self._batch
+        if started and batch is not None and batch.pending:
+            # A control frame's write suspended while messages waited for the end of the turn:
+            # they queue first (the queue is empty: it fills only while a writer runs).
+            texts = batch.pending
+            batch.pending = []
+            batch.pending_bytes = 0
+            self._readmit(texts)
         if self.totals is not None:
             self.totals.backlogged += 1 if started else -1
         if not started and self._room is not None:
             self._room.set()
+
+    def _coalesce(self, message: Message) -> bool:
+        """Batching, nothing in flight, a message written alone this loop turn already (the
+        callers check that first): keep ``message`` for the batch of this turn, or return False
+        for it to be written now (binary, too large), after what waited (if anything waited and
+        its write suspended, it is to be queued)."""
+        batch = self._batch
+        assert batch is not None
+        turns = batch.turns
+        pending = batch.pending
+        text = message.get("text")
+        size = text_size(text) if text is not None and message.get("bytes") is None else -1
+        if size < 0 or size > batch.max_bytes:  # never batched: alone, after what waits
+            if pending:
+                self._flush_batch()
+            return False
+        if pending and batch.pending_bytes + size > batch.max_bytes:
+            self._flush_batch()
+            if self._writer is not None:
+                return False
+            pending = batch.pending
+        if not pending:
+            turns.due.append(self)
+            if not turns.armed:
+                turns.arm()
+        pending.append(text)  # type: ignore[arg-type]
+        batch.pending_bytes += size
+        if len(pending) >= batch.max_messages:
+            self._flush_batch()
+        return True
+
+    def _flush_batch(self) -> None:
+        """Write what waits for the end of the turn: one message alone, several in a batch frame."""
+        batch = self._batch
+        if batch is None or not batch.pending:
+            return
+        texts = batch.pending
+        batch.pending = []
+        batch.pending_bytes = 0
+        if self.failed is not None or self._closed:
+            return  # dropped with the rest when the path failed or closed (counted there)
+        if self._writer is not None:  # (not expected: a starting writer takes them) they queue first
+            self._readmit(texts)
+            return
+        count = len(texts)
+        if count == 1:
+            frame: Message = {"type": "websocket.send", "text": texts[0]}
+        else:
+            frame = {"type": "websocket.send", "text": encode_batch(texts)}
+        if not self._start(frame, raise_errors=False, count=count):
+            self._unqueued_drops += count  # accepted earlier, never written: counted as dropped
+        elif count > 1:
+            batch.frames += 1
+
+    def _readmit(self, texts: list[str]) -> None:
+        """Queue text messages already accepted (they waited for the end of the turn), whatever the limits."""
+        assert self.limits is not None  # only bounded connections batch
+        queue = self._queue_of(self.limits)
+        for text in texts:
+            queue.readmit({"type": "websocket.send", "text": text}, text_size(text))
 
     def _queue_of(self, limits: QueueLimits) -> OutboundQueue:
         queue = self._queue
@@ -374,6 +520,11 @@ class Outbound(EagerWriter):
         return False
 
     def _drop_queue(self) -> None:
+        batch = self._batch
+        if batch is not None and batch.pending:
+            self._unqueued_drops += len(batch.pending)
+            batch.pending = []
+            batch.pending_bytes = 0
         if self._queue is not None:
             self._queue.clear()
         if self._control:

@@ -118,11 +118,40 @@ class OutboundQueue:
         """Queue the application's own accept/close: in order with its messages, never dropped."""
         self._entries.append(Entry(message, 0, app=False))
 
+    def readmit(self, message: Message, size: int) -> None:
+        """Queue an application message that was accepted already, whatever the limits (a batch
+        that waited for the end of a loop turn when a write suspended)."""
+        self._append(Entry(message, size))
+
     def pop(self) -> Entry:
         """Take the oldest entry (the queue must not be empty)."""
         entry = self._entries.popleft()
         self._forget(entry)
         return entry
+
+    def pop_texts(self, max_messages: int, max_bytes: int) -> list[Entry]:
+        """Take the oldest application text messages, in order, while they are consecutive and
+        within ``max_messages`` and ``max_bytes`` together (the first one whatever its size);
+        an empty list when the oldest entry is something else. A text that cannot be sent (a
+        lone surrogate) ends the run and is never taken: written alone, its error stays its own."""
+        entries = self._entries
+        taken: list[Entry] = []
+        total = 0
+        while entries and len(taken) < max_messages:
+            entry = entries[0]
+            message = entry.message
+            text = message.get("text")
+            if not entry.app or text is None or message.get("bytes") is not None:
+                break
+            if not text.isascii() and not _sendable(text):
+                break
+            total += entry.size
+            if taken and total > max_bytes:
+                break
+            entries.popleft()
+            self._forget(entry)
+            taken.append(entry)
+        return taken
 
     def clear(self) -> None:
         """Drop everything: the application messages are counted as dropped."""
@@ -164,6 +193,15 @@ class OutboundQueue:
         keys = self._keys
         if entry.key is not None and keys is not None and keys.get(entry.key) is entry:
             del keys[entry.key]
+
+
+def _sendable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 __all__ = ["CLOSE", "CONFLATED", "DROPPED", "ENQUEUED", "Entry", "OutboundQueue"]

@@ -22,8 +22,8 @@ class OutboundTotals:
     def __init__(self) -> None:
         self.closed_for_slowness = 0
         self.backlogged = 0  # connections with a writer task right now
-        #: sent, dropped and conflated of the connections that ended.
-        self._ended = [0, 0, 0]
+        #: sent, dropped, conflated and batches of the connections that ended.
+        self._ended = [0, 0, 0, 0]
         self._live: set[Outbound] = set()
 
     def join(self, outbound: Outbound) -> None:
@@ -38,6 +38,7 @@ class OutboundTotals:
             ended[0] += outbound.sent
             ended[1] += outbound.dropped
             ended[2] += outbound.conflated
+            ended[3] += outbound.batches
 
     @property
     def sent(self) -> int:
@@ -55,6 +56,11 @@ class OutboundTotals:
         return self._ended[2] + sum(outbound.conflated for outbound in self._live)
 
     @property
+    def batches(self) -> int:
+        """Batch frames written, over every connection (each carries several messages counted in ``sent``)."""
+        return self._ended[3] + sum(outbound.batches for outbound in self._live)
+
+    @property
     def queued(self) -> int:
         """Application messages waiting right now, over every live connection."""
         return sum(outbound.queued for outbound in self._live)
@@ -67,6 +73,7 @@ class OutboundTotals:
             "closed_for_slowness": self.closed_for_slowness,
             "queued": self.queued,
             "backlogged": self.backlogged,
+            "batches": self.batches,
         }
 
 

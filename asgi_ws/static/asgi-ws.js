@@ -99,6 +99,7 @@
   // src/protocol.ts
   var PREFIX = '{"$ws"';
   var VERSION = 1;
+  var BATCH_PREFIX = '{"$ws":"batch","m":[';
   function isControl(data) {
     return typeof data === "string" && data.startsWith(PREFIX);
   }
@@ -118,6 +119,12 @@
     if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
     const op = value.$ws;
     return typeof op === "string" && op.length > 0 ? value : null;
+  }
+  function unpackBatch(message) {
+    const texts = message.m;
+    if (!Array.isArray(texts)) return null;
+    for (const text of texts) if (typeof text !== "string") return null;
+    return texts;
   }
   function parseDelivery(data) {
     if (typeof data !== "string" || !data.startsWith('{"channel"')) return null;
@@ -355,6 +362,7 @@
       this.pingInterval = options.pingInterval ?? 15;
       this.pingTimeout = options.pingTimeout ?? 10;
       this.openTimeout = options.openTimeout ?? 10;
+      this.batch = options.batch ?? true;
       this.stopCodes = new Set(options.stopCodes ?? []);
       this.clock = options.clock ?? DEFAULT_CLOCK;
       this.WebSocketClass = options.WebSocket;
@@ -615,7 +623,7 @@
       this.pingSentAt = null;
       for (const op of Object.keys(this.inflight)) this.inflight[op].length = 0;
       this.setState("open");
-      this.control("hello", { v: VERSION });
+      this.control("hello", this.batch ? { v: VERSION, batch: true } : { v: VERSION });
       if (!this.resumeState.pending) this.restore([]);
       this.tick();
       this.emit("open", { protocol: ws.protocol });
@@ -688,11 +696,7 @@
     receive(data) {
       this.lastReceived = this.clock.now();
       if (!isControl(data)) {
-        const seq = this.resumeState.count();
-        if (this.resumeState.active && seq - this.resumeState.acked >= ACK_EVERY) this.ack();
-        const delivery = parseDelivery(data);
-        if (delivery) this.emit("message", delivery);
-        else this.emit("raw", data);
+        this.receiveData(data);
         return;
       }
       const message = decode(data);
@@ -704,6 +708,14 @@
         this.emit(message.$ws, message);
         this.emit("control", message);
       }
+    }
+    /** A data frame, or a message of a batch frame: counted for resumption, then handed to the application. */
+    receiveData(data) {
+      const seq = this.resumeState.count();
+      if (this.resumeState.active && seq - this.resumeState.acked >= ACK_EVERY) this.ack();
+      const delivery = parseDelivery(data);
+      if (delivery) this.emit("message", delivery);
+      else this.emit("raw", data);
     }
     /** Subscribe again to what the server did not restore, send what waits, then become ready. Once per connection. */
     restore(restoredRooms) {
@@ -893,6 +905,15 @@
     published(client, message) {
       client.answered("publish", message.id, message);
       client.emit("published", message);
+    },
+    batch(client, message) {
+      const texts = unpackBatch(message);
+      if (texts === null) return;
+      const ws = client.ws;
+      for (const text of texts) {
+        if (client.ws !== ws) return;
+        client.receiveData(text);
+      }
     }
   };
   var AsgiWs = _AsgiWs;
@@ -921,6 +942,7 @@
     AsgiWs,
     AsgiWsError,
     Attempts,
+    BATCH_PREFIX,
     ACK_EVERY,
     ceiling,
     closeAction,
@@ -936,6 +958,7 @@
     SendQueue,
     SessionPersistence,
     STOP_CODES,
+    unpackBatch,
     VERSION
   });
   globalThis.AsgiWs = AsgiWs;

@@ -81,7 +81,7 @@ async def test_emitter_feeds_streams_and_the_callback_whose_errors_are_logged(ca
 async def test_control_messages_dispatch_through_the_table() -> None:
     assert set(HANDLERS) == {
         "ping", "pong", "welcome", "session", "resumed", "resume_failed", "error", "subscribed", "unsubscribed",
-        "published",
+        "published", "batch",
     }  # fmt: skip
     sent: list[tuple[str, Any]] = []
     events = Emitter()

@@ -26,7 +26,17 @@ import {
   type Handler,
   type ResumedMessage,
 } from "./events";
-import { type ControlMessage, decode, encode, isBinary, isControl, parseDelivery, PREFIX, VERSION } from "./protocol";
+import {
+  type ControlMessage,
+  decode,
+  encode,
+  isBinary,
+  isControl,
+  parseDelivery,
+  PREFIX,
+  unpackBatch,
+  VERSION,
+} from "./protocol";
 import { type BufferPolicy, SendQueue } from "./queue";
 import { ACK_EVERY, ResumeState, SessionPersistence, type SessionSnapshot, type StorageLike } from "./resume";
 import { OPEN, resolveWebSocket, type WebSocketConstructor, type WebSocketLike } from "./websocket";
@@ -69,6 +79,12 @@ export interface AsgiWsOptions {
   openTimeout?: number;
   /** Ask for a resumable session (`ws_resume`; true). */
   resume?: boolean;
+  /**
+   * Ask the server for batch frames (`hello`'s `batch`; true): messages that come faster than the
+   * client takes them one by one arrive in one frame, unpacked here; events still come one a
+   * message, and resumption counts each.
+   */
+  batch?: boolean;
   /** Keep the session across a page reload in `sessionStorage` (false). */
   persist?: boolean | PersistOptions;
   /** Messages (publish, send) kept while disconnected (100). */
@@ -131,6 +147,8 @@ export class AsgiWs {
   pingInterval: number;
   pingTimeout: number;
   openTimeout: number;
+  /** Whether the next connections ask for batch frames. */
+  batch: boolean;
   readonly stopCodes: Set<number>;
   /** The current socket (null between connections). */
   ws: WebSocketLike | null = null;
@@ -175,6 +193,7 @@ export class AsgiWs {
     this.pingInterval = options.pingInterval ?? 15;
     this.pingTimeout = options.pingTimeout ?? 10;
     this.openTimeout = options.openTimeout ?? 10;
+    this.batch = options.batch ?? true;
     this.stopCodes = new Set(options.stopCodes ?? []);
     this.clock = options.clock ?? DEFAULT_CLOCK;
     this.WebSocketClass = options.WebSocket;
@@ -475,7 +494,7 @@ export class AsgiWs {
     this.pingSentAt = null; // a ping of the last socket gets no answer here
     for (const op of Object.keys(this.inflight) as RequestOp[]) this.inflight[op].length = 0;
     this.setState("open");
-    this.control("hello", { v: VERSION });
+    this.control("hello", this.batch ? { v: VERSION, batch: true } : { v: VERSION });
     // Resuming: subscriptions and the queue wait for the server's answer (resumed/resume_failed
     // come before anything else); otherwise they go now.
     if (!this.resumeState.pending) this.restore([]);
@@ -558,11 +577,7 @@ export class AsgiWs {
   private receive(data: unknown): void {
     this.lastReceived = this.clock.now();
     if (!isControl(data)) {
-      const seq = this.resumeState.count(); // the n-th data frame of the session is seq n
-      if (this.resumeState.active && seq - this.resumeState.acked >= ACK_EVERY) this.ack();
-      const delivery = parseDelivery(data);
-      if (delivery) this.emit("message", delivery);
-      else this.emit("raw", data as string | ArrayBuffer);
+      this.receiveData(data as string | ArrayBuffer);
       return;
     }
     const message = decode(data);
@@ -574,6 +589,15 @@ export class AsgiWs {
       this.emit(message.$ws, message);
       this.emit("control", message);
     }
+  }
+
+  /** A data frame, or a message of a batch frame: counted for resumption, then handed to the application. */
+  private receiveData(data: string | ArrayBuffer): void {
+    const seq = this.resumeState.count(); // the n-th data frame (or batched message) of the session is seq n
+    if (this.resumeState.active && seq - this.resumeState.acked >= ACK_EVERY) this.ack();
+    const delivery = parseDelivery(data);
+    if (delivery) this.emit("message", delivery);
+    else this.emit("raw", data);
   }
 
   /** Subscribe again to what the server did not restore, send what waits, then become ready. Once per connection. */
@@ -786,6 +810,16 @@ export class AsgiWs {
     published(client, message) {
       client.answered("publish", message.id, message);
       client.emit("published", message);
+    },
+    batch(client, message) {
+      // Several messages in one frame: each is a data frame of its own, in order.
+      const texts = unpackBatch(message);
+      if (texts === null) return;
+      const ws = client.ws;
+      for (const text of texts) {
+        if (client.ws !== ws) return; // a handler closed the client (or moved it to another socket)
+        client.receiveData(text);
+      }
     },
   };
 }

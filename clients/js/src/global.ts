@@ -7,7 +7,7 @@
 import { Attempts, ceiling, closeAction, DEFAULT_BACKOFF, heartbeatStep, RESTART_CODES, STOP_CODES } from "./backoff";
 import { AsgiWs } from "./client";
 import { AsgiWsError } from "./errors";
-import { decode, encode, isControl, parseDelivery, PREFIX, VERSION } from "./protocol";
+import { BATCH_PREFIX, decode, encode, isControl, parseDelivery, PREFIX, unpackBatch, VERSION } from "./protocol";
 import { SendQueue } from "./queue";
 import { ACK_EVERY, ResumeState, SessionPersistence } from "./resume";
 
@@ -15,6 +15,7 @@ Object.assign(AsgiWs, {
   AsgiWs,
   AsgiWsError,
   Attempts,
+  BATCH_PREFIX,
   ACK_EVERY,
   ceiling,
   closeAction,
@@ -30,6 +31,7 @@ Object.assign(AsgiWs, {
   SendQueue,
   SessionPersistence,
   STOP_CODES,
+  unpackBatch,
   VERSION,
 });
 (globalThis as { AsgiWs?: typeof AsgiWs }).AsgiWs = AsgiWs;

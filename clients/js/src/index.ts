@@ -58,6 +58,7 @@ export type {
   ResumeFailedMessage,
 } from "./events";
 export {
+  BATCH_PREFIX,
   type ControlMessage,
   decode,
   type Delivery,
@@ -65,6 +66,7 @@ export {
   isControl,
   parseDelivery,
   PREFIX,
+  unpackBatch,
   VERSION,
 } from "./protocol";
 export { type BufferPolicy, type PushResult, SendQueue } from "./queue";

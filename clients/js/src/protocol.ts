@@ -8,6 +8,8 @@
 export const PREFIX = '{"$ws"';
 /** The protocol version this client speaks (sent in `hello`). */
 export const VERSION = 1;
+/** How every batch frame starts (docs/protocol.md, "Batches"). */
+export const BATCH_PREFIX = '{"$ws":"batch","m":[';
 
 /** A decoded control message: `{"$ws": op, ...fields}`. */
 export interface ControlMessage {
@@ -46,6 +48,17 @@ export function decode(text: unknown): ControlMessage | null {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
   const op = (value as { $ws?: unknown }).$ws;
   return typeof op === "string" && op.length > 0 ? (value as ControlMessage) : null;
+}
+
+/**
+ * The text messages a decoded batch frame carries (`{"$ws":"batch","m":[...]}`), in order; null
+ * when it holds something else than a list of strings.
+ */
+export function unpackBatch(message: ControlMessage): string[] | null {
+  const texts = message.m;
+  if (!Array.isArray(texts)) return null;
+  for (const text of texts) if (typeof text !== "string") return null;
+  return texts as string[];
 }
 
 /** The delivery in a data frame, or null when the frame is something else (binary, other text). */

@@ -32,7 +32,7 @@ test("says hello, answers pings, hands over data frames only, and restores subsc
   assert.equal(ws.binaryType, "arraybuffer");
   assert.equal(ws.url.searchParams.get("ws_resume"), "new");
   assert.deepEqual(ws.controls.slice(0, 2), [
-    { $ws: "hello", v: 1 },
+    { $ws: "hello", v: 1, batch: true },
     { $ws: "subscribe", channel: "news", presence: true, meta: { name: "a" } },
   ]);
   ws.deliver({ $ws: "ping", id: 4 });
@@ -47,6 +47,34 @@ test("says hello, answers pings, hands over data frames only, and restores subsc
     bytes,
   ]);
   assert.equal(t.client.received, 3);
+});
+
+test("a batch frame is unpacked: one event a message, in order, each counted and acknowledged; batch: false does not ask", async () => {
+  const t = make();
+  const ws = await connected(t, "s1");
+  ws.deliver("first");
+  const texts = [];
+  for (let i = 0; i < 150; i++) texts.push(i % 2 ? `{"channel":"c","data":${i}}` : `raw ${i} "quoted" é😀`);
+  ws.deliver(JSON.stringify({ $ws: "batch", m: texts }));
+  ws.deliver("last");
+  const got = t.events.filter(([k]) => k === "message" || k === "raw").map(([, d]) => d);
+  assert.equal(got.length, 152);
+  assert.deepEqual(got.slice(1, 151), texts.map((x, i) => (i % 2 ? { channel: "c", data: i } : x)));
+  assert.deepEqual([got[0], got[151]], ["first", "last"]);
+  assert.equal(t.client.received, 152); // resumption counts messages, not frames
+  assert.deepEqual(ws.controls.filter((m) => m.$ws === "ack"), [{ $ws: "ack", seq: 100 }]);
+  ws.deliver({ $ws: "batch", m: ["x", 1] }); // not a batch of messages: ignored, nothing counted
+  assert.equal(t.client.received, 152);
+
+  const plain = make({ batch: false });
+  const other = await connected(plain, "s2");
+  assert.deepEqual(other.controls[0], { $ws: "hello", v: 1 });
+  // A batch it did not ask for is unpacked all the same (dropping it would put the count out of step).
+  other.deliver(JSON.stringify({ $ws: "batch", m: ["u1", '{"$ws":"ping","id":1}'] }));
+  const unasked = plain.events.filter(([k]) => k === "raw").map(([, d]) => d);
+  assert.deepEqual(unasked, ["u1", '{"$ws":"ping","id":1}']); // strings are data, whatever they hold
+  assert.equal(plain.client.received, 2);
+  assert.equal(other.controls.filter((m) => m.$ws === "pong").length, 0);
 });
 
 test("the backoff schedule on a fake clock: full jitter, doubling to the cap, reset after a stable connection", async () => {
