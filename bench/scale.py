@@ -230,6 +230,7 @@ async def _heartbeat_pair(args: argparse.Namespace, code: Path, spy_out: Path | 
                 )  # fmt: skip
             before = (await stats(procs[:half]))["pongs"]
             cpu0 = (cpu_seconds(ping_server.proc.pid), cpu_seconds(silent_server.proc.pid))
+            print(f"  measuring from {time.monotonic():.1f}", flush=True)
             await asyncio.sleep(args.seconds)
             cpu1 = (cpu_seconds(ping_server.proc.pid), cpu_seconds(silent_server.proc.pid))
             rounds = (await stats(procs[:half]))["pongs"] - before
@@ -287,6 +288,53 @@ HEARTBEAT_COLUMNS = ["what pings", "connections", "rounds/s", "active server CPU
                      "server CPU µs per round", "50,000 at 20 s: share of a core"]  # fmt: skip
 
 
+# -- memory ------------------------------------------------------------------------------------
+
+
+async def memory(args: argparse.Namespace) -> None:
+    """RSS growth per connection: bare uvicorn, and ``asgi-ws serve`` (each checkout), in one run."""
+    codes = [("current", ROOT)] + ([("baseline", Path(args.baseline))] if args.baseline else [])
+    per: dict[str, list[float]] = {"bare": []} | {name: [] for name, _ in codes}
+    for repeat in range(args.repeat):
+        bare = uvicorn_process("bench.apps:idle_bare", extra=("--ws-ping-interval", "20"))
+        with bare as bare_server:
+            per["bare"].append(await _rss_per_connection(bare_server, "/", {}, args))
+        for name, code in codes if repeat % 2 else codes[::-1]:
+            serve = (*SERVE, "--broker", "memory://?history=1000", "--heartbeat-interval", "20")
+            with asgi_ws_serve(*serve, code=code, stderr=subprocess.DEVNULL) as server:
+                options = {"hello": True, "subscribe": "feed", "resume": True}
+                per[name].append(await _rss_per_connection(server, "/ws", options, args))
+        print({k: [round(v) for v in vs] for k, vs in per.items()}, flush=True)
+    bare_median = _median(per["bare"])
+    rows = [["bare uvicorn endpoint (bench.apps:idle_bare), uvicorn's protocol pings", f"{bare_median:,.0f}", "", ""]]
+    for name, code in codes:
+        value = _median(per[name])
+        rows.append([f"asgi-ws serve, resumable + subscribed + heartbeat ({name}: {_describe(code)})",
+                     f"{value:,.0f}", f"{value - bare_median:+,.0f}", f"{value / bare_median:.2f}"])  # fmt: skip
+    print(f"\n{args.connections:,} connections after 200 warm-up ones, median of {args.repeat} run(s)\n")
+    print(table(["server", "bytes per connection", "above bare", "ratio to bare"], rows))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+async def _rss_per_connection(
+    server: ServerProcess, path: str, options: dict[str, Any], args: argparse.Namespace
+) -> float:
+    async with clients(args.client_processes) as procs:
+        await connect(procs, server.ws_url(path), 200, **options)
+        await asyncio.sleep(2)
+        before = rss_bytes(server.proc.pid)
+        opened = await connect(procs, server.ws_url(path), args.connections, **options)
+        await asyncio.sleep(args.settle)  # resume renewals, heartbeat timers, presence flushes
+        after = rss_bytes(server.proc.pid)
+        if opened < args.connections:
+            print(f"  only {opened:,} opened", flush=True)
+        return (after - before) / max(opened, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -299,8 +347,14 @@ def main() -> None:
     beat.add_argument("--floor", action="store_true", help="also measure a bare uvicorn endpoint's rounds")
     beat.add_argument("--baseline", metavar="DIR", help="also measure the asgi_ws of this checkout (a worktree)")
     beat.add_argument("--repeat", type=int, default=1, help="runs per code; the table shows the median")
+    mem = commands.add_parser("memory", help="server memory per connection, beside a bare uvicorn endpoint")
+    mem.add_argument("--connections", type=int, default=10_000)
+    mem.add_argument("--client-processes", type=int, default=2)
+    mem.add_argument("--settle", type=float, default=5.0, help="seconds after the connects before reading RSS")
+    mem.add_argument("--baseline", metavar="DIR", help="also measure the asgi_ws of this checkout (a worktree)")
+    mem.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run({"heartbeat": heartbeat}[args.command](args))
+    asyncio.run({"heartbeat": heartbeat, "memory": memory}[args.command](args))
 
 
 if __name__ == "__main__":
