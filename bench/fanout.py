@@ -11,6 +11,8 @@ Systems (servers in ``bench/fanout_servers/``, each in its own uvicorn process(e
 - ``rooms-resume-memory`` / ``rooms-resume-redis``: Rooms whose members are resumable sessions
   (ResumeMiddleware) on the memory / Redis session store, the room on a history broker
   (``memory://?history=10000`` / ``redis://...?history=10000``, one process);
+- ``rooms-memory-batch``: ``rooms-memory`` whose clients ask for batch frames in ``hello`` (docs/protocol.md,
+  "Batches"); the load client counts every message inside a batch, and reports the batch sizes;
 - ``socketio``: python-socketio room emit (members are raw Engine.IO v4 clients);
 - ``channels-memory`` / ``channels-redis`` / ``channels-pubsub``: Django Channels ``group_send`` on
   InMemoryChannelLayer / channels_redis RedisChannelLayer / RedisPubSubChannelLayer (one process);
@@ -27,13 +29,17 @@ share of the N members. A round: every worker is armed with the round's tag, the
 the wall clock (``time.time()``, shared by the processes of one machine) and sends ``GET /trigger``;
 each worker reports the wall time at which its last member received the message, its first, and
 its own CPU time over the round (getrusage). Time to last member = max over workers - trigger time;
-deliveries/s = N / median time to last member. ``bare``, ``rooms-memory`` and ``rooms-redis`` stay
+deliveries/s = N / median time to last member; with ``--burst K``, each round is K broadcasts back to back
+(sustained throughput: deliveries/s = N x K / median time until the last member has all K). ``bare``,
+``rooms-memory``, ``rooms-memory-batch`` and ``rooms-redis`` stay
 connected together and alternate round by round (their ratios are the targets); the peers run one
 after the other. Server CPU per delivery is read from /proc/<pid>/task/*/schedstat (ns resolution).
 
 Targets (N = 5,000): Rooms memory >= 0.9x bare; Rooms redis (2 processes) >= 0.7x bare; Rooms >= 10x
 channels_redis group_send and >= 5x python-socketio room emit, in deliveries/s. BrokerChannelLayer:
->= 10x RedisPubSubChannelLayer on Redis, within 3x of Rooms on the same broker.
+>= 10x RedisPubSubChannelLayer on Redis, within 3x of Rooms on the same broker. Batching: with
+``--burst 100``, Rooms to clients asking for batches >= 1.5x the bare loop; with one broadcast, their
+time to the last member within 1.1x of the same Rooms without batches.
 
     python bench/fanout.py                       # N = 1,000 and 5,000, 7 rounds + 1 warm-up, ~10 min
     python bench/fanout.py --systems rooms-memory rooms-redis channels-layer-memory channels-layer-redis \
@@ -41,6 +47,8 @@ channels_redis group_send and >= 5x python-socketio room emit, in deliveries/s. 
     python bench/fanout.py --quick               # 3 rounds, shorter budgets
     python bench/fanout.py --ws wsproto --n 5000 --systems bare rooms-memory
     python bench/fanout.py --write               # also write bench/results/fanout.md and docs/fanout.png
+    python bench/fanout.py --n 5000 --burst 100 --systems bare rooms-memory-batch   # sustained, batching
+    python bench/fanout.py --n 5000 --systems rooms-memory rooms-memory-batch       # one broadcast
 """
 
 from __future__ import annotations
@@ -86,12 +94,21 @@ SYSTEMS = [
     "channels-layer-memory-nodb",
     "channels-layer-redis-nodb",
     "rooms-amqp",
+    "rooms-memory-batch",
     "channels-layer-memory-lean",
     "channels-layer-redis-lean",
 ]
 DEFAULT_SYSTEMS = SYSTEMS[:7]  # the resumable-member and BrokerChannelLayer variants run on request (--systems)
 # Connected together, rounds alternate.
-PAIRED = ["bare", "rooms-memory", "rooms-redis", "rooms-resume-memory", "rooms-resume-redis", "rooms-amqp"]
+PAIRED = [
+    "bare",
+    "rooms-memory",
+    "rooms-memory-batch",
+    "rooms-redis",
+    "rooms-resume-memory",
+    "rooms-resume-redis",
+    "rooms-amqp",
+]
 # BrokerChannelLayer systems run paired with the Rooms system on the same broker (taken out of PAIRED).
 LAYER_PAIRS = {
     "channels-layer-memory": "rooms-memory",
@@ -114,6 +131,7 @@ LABELS = {
     "channels-layer-memory-nodb": "same, BrokerChannelLayer memory://, consumers without aclose_old_connections",
     "channels-layer-redis-nodb": "same, BrokerChannelLayer redis:// (2 processes), without aclose_old_connections",
     "rooms-amqp": "asgi_ws Rooms, amqp:// RabbitMQ (2 processes)",
+    "rooms-memory-batch": "asgi_ws Rooms, memory://, clients asking for batches",
     "channels-layer-memory-lean": "same, BrokerChannelLayer memory://, LeanDispatchMixin consumers",
     "channels-layer-redis-lean": "same, BrokerChannelLayer redis:// (2 processes), LeanDispatchMixin consumers",
 }
@@ -141,6 +159,7 @@ class _State:
         self.ready = 0
         self.closed = 0
         self.done: asyncio.Future[None] | None = None
+        self.sizes: dict[int, int] = {}  # frames carrying the round's messages, by messages in the frame
 
 
 def _cpu() -> float:
@@ -167,18 +186,20 @@ async def _worker(cfg: dict[str, Any]) -> None:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
     TEXT, CLOSE = WSMsgType.TEXT, WSMsgType.CLOSE
+    BATCH, WELCOME = b'{"$ws":"batch"', b'{"$ws":"welcome"'
     st = _State()
-    sio = cfg["sio"]
+    sio, batches = cfg["sio"], cfg.get("batches", False)
 
     class Member(WSListener):  # type: ignore[misc]
         def __init__(self, url: str) -> None:
             self.url = url
-            self.seen = b""
             self.transport: WSTransport | None = None
 
         def on_ws_connected(self, transport: WSTransport) -> None:
             self.transport = transport
-            if not sio:
+            if batches:  # ready once the server answered (batches are on from then)
+                transport.send(TEXT, b'{"$ws":"hello","v":1,"batch":true}')
+            elif not sio:
                 st.ready += 1
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -197,15 +218,21 @@ async def _worker(cfg: dict[str, Any]) -> None:
                     transport.send(TEXT, b"40")
                 return
             tag = st.tag
-            if self.seen is not tag and tag in payload:
-                self.seen = tag
-                st.count += 1
-                if st.count == 1:
+            if tag in payload:
+                if batches:  # a batch frame carries several of the round's messages: count each
+                    count = payload.count(tag) if payload.startswith(BATCH) else 1
+                    st.sizes[count] = st.sizes.get(count, 0) + 1
+                else:
+                    count = 1
+                if not st.count:
                     st.first = time.time()
-                if st.count == st.target:
+                st.count += count
+                if st.count >= st.target and not st.last:
                     st.last = time.time()
                     if st.done is not None and not st.done.done():
                         st.done.set_result(None)
+            elif batches and payload.startswith(WELCOME):
+                st.ready += 1
 
         def on_ws_disconnected(self, transport: WSTransport) -> None:
             st.closed += 1
@@ -248,13 +275,15 @@ async def _worker(cfg: dict[str, Any]) -> None:
     async for cmd in commands():
         # arm: reset the counters, answer, then report when every member has the message (or time out)
         st.tag = f"#{cmd['tag']}#".encode()
-        st.target, st.count, st.first, st.last = len(members), 0, 0.0, 0.0
+        st.target, st.count, st.first, st.last = len(members) * cmd.get("burst", 1), 0, 0.0, 0.0
+        st.sizes = {}
         st.done = loop.create_future()
         cpu0 = _cpu()
         emit({"armed": True})
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(st.done), cmd["timeout"])
-        emit({"count": st.count, "first": st.first, "last": st.last, "cpu": _cpu() - cpu0, "closed": st.closed})
+        emit({"count": st.count, "first": st.first, "last": st.last, "cpu": _cpu() - cpu0, "closed": st.closed,
+              "sizes": st.sizes})  # fmt: skip
     for m in members:
         if m.transport is not None:
             m.transport.disconnect()
@@ -272,8 +301,10 @@ class Worker:
         self.size = size
 
     @classmethod
-    async def start(cls, urls: list[tuple[str, int]], *, sio: bool, batch: int, pause: float) -> Worker:
-        cfg = {"urls": urls, "sio": sio, "batch": batch, "pause": pause}
+    async def start(
+        cls, urls: list[tuple[str, int]], *, sio: bool, batch: int, pause: float, batches: bool = False
+    ) -> Worker:
+        cfg = {"urls": urls, "sio": sio, "batch": batch, "pause": pause, "batches": batches}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, cls.script, "--worker", json.dumps(cfg),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -358,6 +389,7 @@ class Round:
     client_cpu_us: float  # per delivery, all client workers
     client_util: float  # max over workers: CPU seconds / seconds from trigger to its last delivery
     call_ms: float  # how long the broadcast call took in the triggering process
+    sizes: dict[int, int] = field(default_factory=dict)  # frames by messages they carried (batching clients)
 
 
 @dataclass
@@ -374,6 +406,12 @@ class System:
     spent: float = 0.0
     stopped: bool = False
     worker: type[Worker] = Worker  # the client worker processes (bench/compression.py: clients offering deflate)
+    burst: int = 1  # broadcasts back to back per round
+
+    @property
+    def batches(self) -> bool:
+        """Its clients ask for batch frames."""
+        return self.name.endswith("-batch")
 
     @property
     def sio(self) -> bool:
@@ -390,7 +428,7 @@ def server_specs(name: str, run_id: str) -> list[tuple[str, dict[str, str], list
     lifespan = ["--lifespan", "on"]
     if name == "bare":
         return [("bench.fanout_servers.bare_loop:app", {}, [])]
-    if name == "rooms-memory":
+    if name in ("rooms-memory", "rooms-memory-batch"):
         return [("bench.fanout_servers.rooms_memory:app", {}, lifespan)]
     if name == "rooms-redis":
         env = {"FANOUT_REDIS_URL": f"{REDIS}?prefix=fanout-{run_id}:"}
@@ -443,7 +481,10 @@ async def connect(system: System, clients: int, batch: int, pause: float) -> Non
     if system.name == "channels-redis":  # group_add per handshake: stay under the layer's pool of 100 connections
         batch = min(batch, 100 // (2 * clients))
     start = system.worker.start
-    system.workers = [await start(share, sio=system.sio, batch=batch, pause=pause) for share in shares if share]
+    batches = system.batches
+    system.workers = [
+        await start(share, sio=system.sio, batch=batch, pause=pause, batches=batches) for share in shares if share
+    ]
     for worker in system.workers:
         reply = await worker.read(300)
         for error, count in reply["failures"].items():
@@ -470,12 +511,13 @@ async def connect(system: System, clients: int, batch: int, pause: float) -> Non
 
 async def one_round(system: System, tag: str, timeout: float) -> Round:
     for worker in system.workers:
-        worker.write({"cmd": "arm", "tag": tag, "timeout": timeout})
+        worker.write({"cmd": "arm", "tag": tag, "timeout": timeout, "burst": system.burst})
     for worker in system.workers:
         assert (await worker.read(30))["armed"]
     cpu0 = [cpu_seconds(s) for s in system.servers]
     t0 = time.time()
-    call = asyncio.ensure_future(system.http[0].get(f"/trigger?tag={tag}", timeout=timeout + 30))
+    trigger = f"/trigger?tag={tag}" + (f"&count={system.burst}" if system.burst > 1 else "")
+    call = asyncio.ensure_future(system.http[0].get(trigger, timeout=timeout + 30))
     reports = [await worker.read(timeout + 30) for worker in system.workers]
     try:
         call_ms = float((await call).split()[1]) * 1000
@@ -483,7 +525,11 @@ async def one_round(system: System, tag: str, timeout: float) -> Round:
         call_ms = float("nan")
     server_cpu = sum(cpu_seconds(s) for s in system.servers) - sum(cpu0)
     delivered = sum(r["count"] for r in reports)
-    complete = delivered == system.n
+    complete = delivered == system.n * system.burst
+    sizes: dict[int, int] = {}
+    for report in reports:
+        for size, frames in report.get("sizes", {}).items():
+            sizes[int(size)] = sizes.get(int(size), 0) + frames
     ttl = max(r["last"] for r in reports) - t0 if complete else None
     firsts = [r["first"] for r in reports if r["first"]]
     utils = [r["cpu"] / max(r["last"] - t0, 1e-3) for r in reports if r["last"]]
@@ -495,6 +541,7 @@ async def one_round(system: System, tag: str, timeout: float) -> Round:
         client_cpu_us=sum(r["cpu"] for r in reports) / max(delivered, 1) * 1e6,
         client_util=max(utils) if utils else float("nan"),
         call_ms=call_ms,
+        sizes=sizes,
     )
 
 
@@ -566,7 +613,8 @@ def run_group(names: list[str], n: int, ws: str, args: argparse.Namespace, count
     run_id = uuid.uuid4().hex[:8]
     try:
         with contextlib.ExitStack() as stack:
-            systems = [System(name, n, stack.enter_context(start_servers(name, ws, run_id))) for name in names]
+            servers = [stack.enter_context(start_servers(name, ws, run_id)) for name in names]
+            systems = [System(name, n, s, burst=args.burst) for name, s in zip(names, servers, strict=True)]
             asyncio.run(measure(systems, args, counter))
     finally:
         if "channels-redis" in names:  # group sets left behind by failed group_discards
@@ -606,6 +654,7 @@ def summary(system: System) -> dict[str, Any]:
         "note": system.note,
         "refused_handshakes": sum(system.failures.values()),
         "failures": system.failures,
+        "burst": system.burst,
     }
     ttls = [r.ttl if r.ttl is not None else float("inf") for r in system.rounds]
     ok = [r for r in system.rounds if r.ttl is not None]
@@ -614,8 +663,13 @@ def summary(system: System) -> dict[str, Any]:
         out["rate"] = 0.0
         return out
     ttl = median(ttls)
+    sizes: dict[int, int] = {}
+    for r in ok:
+        for size, frames in r.sizes.items():
+            sizes[size] = sizes.get(size, 0) + frames
     out.update(
-        rate=system.n / ttl,
+        rate=system.n * system.burst / ttl,
+        batch_sizes=sizes,
         ttl_ms=ttl * 1000,
         min_ms=min(ttls) * 1000,
         max_ms=max(ttls) * 1000,
@@ -634,7 +688,7 @@ def rows_of(results: list[dict[str, Any]]) -> list[list[str]]:
     for r in results:
         if "ttl_ms" in r:
             rows.append([
-                r["ws"], LABELS[r["system"]], f"{r['n']:,}", f"{r['rate']:,.0f}", f"{r['ttl_ms']:.1f}",
+                r["ws"], LABELS[r["system"]], members(r), f"{r['rate']:,.0f}", f"{r['ttl_ms']:.1f}",
                 f"{r['min_ms']:.1f}-" + (f"{r['max_ms']:.1f}" if r["max_ms"] != float("inf") else "∞"),
                 f"{r['first_ms']:.1f}", f"{r['call_ms']:.1f}",
                 f"{r['server_cpu_us']:.1f}", f"{r['client_cpu_us']:.1f}",
@@ -643,8 +697,36 @@ def rows_of(results: list[dict[str, Any]]) -> list[list[str]]:
             ])  # fmt: skip
         else:
             rows.append(
-                [r["ws"], LABELS[r["system"]], f"{r['n']:,}", "0", r["note"], "", "", "", "", "", "", str(r["rounds"])]
+                [r["ws"], LABELS[r["system"]], members(r), "0", r["note"], "", "", "", "", "", "", str(r["rounds"])]
             )
+    return rows
+
+
+def members(result: dict[str, Any]) -> str:
+    """N, and the broadcasts a round when more than one."""
+    burst = result.get("burst", 1)
+    return f"{result['n']:,}" + (f" x {burst} broadcasts" if burst > 1 else "")
+
+
+def batch_sizes(results: list[dict[str, Any]]) -> list[list[str]]:
+    """The frames batching clients got, by messages a frame (1: a message alone), over the measured rounds."""
+    buckets = [(1, 1), (2, 9), (10, 49), (50, 99), (100, 255), (256, 10**9)]
+    rows = []
+    for r in results:
+        sizes = r.get("batch_sizes")
+        if not sizes:
+            continue
+        frames, messages = sum(sizes.values()), sum(k * v for k, v in sizes.items())
+        shares = []
+        for low, high in buckets:
+            count = sum(v for k, v in sizes.items() if low <= k <= high)
+            label = str(low) if low == high else (f"{low}+" if high > 10**6 else f"{low}-{high}")
+            shares.append(f"{label}: {count / frames:.1%}")
+        common = sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+        rows.append([
+            r["ws"], LABELS[r["system"]], members(r), f"{frames:,}", f"{messages / frames:.1f}", ", ".join(shares),
+            ", ".join(f"{k} ({v:,})" for k, v in common),
+        ])  # fmt: skip
     return rows
 
 
@@ -676,6 +758,12 @@ def ratios(results: list[dict[str, Any]]) -> list[list[str]]:
         ("channels-layer-redis-nodb", "channels-pubsub", 10.0, "BrokerChannelLayer redis, nodb / RedisPubSub"),
         ("channels-layer-redis-nodb", "rooms-redis", 1 / 3, "BrokerChannelLayer redis, nodb / Rooms redis"),
         ("channels-layer-memory-nodb", "rooms-memory", 1 / 3, "BrokerChannelLayer memory, nodb / Rooms memory"),
+    ]
+    bursts = {r.get("burst", 1) for r in results}
+    targets += [  # batching: sustained throughput, and no slower for one broadcast
+        ("rooms-memory-batch", "bare", 1.5, "Rooms memory, batching clients / bare loop, back-to-back broadcasts")
+        if max(bursts) > 1
+        else ("rooms-memory-batch", "rooms-memory", 1 / 1.1, "Rooms memory, batching clients / unbatched (1.1x time)"),
         ("channels-layer-redis-lean", "channels-pubsub", 10.0, "BrokerChannelLayer redis, lean / RedisPubSub"),
         ("channels-layer-redis-lean", "rooms-redis", 1 / 3, "BrokerChannelLayer redis, lean / Rooms redis"),
         ("channels-layer-memory-lean", "rooms-memory", 1 / 3, "BrokerChannelLayer memory, lean / Rooms memory"),
@@ -767,6 +855,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         "channels-layer-memory-nodb": "BrokerChannelLayer\nmemory://, no\nclose_old_connections",
         "channels-layer-redis-nodb": "BrokerChannelLayer\nredis://, no\nclose_old_connections",
         "rooms-amqp": "asgi_ws Rooms\namqp:// (2 procs)",
+        "rooms-memory-batch": "asgi_ws Rooms\nmemory://,\nbatching clients",
         "channels-layer-memory-lean": "BrokerChannelLayer\nmemory://,\nLeanDispatchMixin",
         "channels-layer-redis-lean": "BrokerChannelLayer\nredis://,\nLeanDispatchMixin",
     }
@@ -785,6 +874,9 @@ def main() -> None:
     parser.add_argument("--n", nargs="+", type=int, default=[1000, 5000], help="members per broadcast")
     parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--burst", type=int, default=1, help="broadcasts back to back a round (sustained throughput: 100)"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--min-rounds", type=int, default=3, help="rounds run even over --budget")
     parser.add_argument("--budget", type=float, default=40.0, help="seconds of measured rounds per system and N")
@@ -824,10 +916,12 @@ def main() -> None:
         f"`{command}`, {datetime.date.today().isoformat()}, {elapsed / 60:.1f} min; {versions()}; "
         f"{os.cpu_count()} cores.",
         "",
-        f"One ~100-byte text message per round to N members; {args.warmup} warm-up round(s), then up to "
+        (f"{args.burst} ~100-byte text messages back to back" if args.burst > 1 else "One ~100-byte text message")
+        + f" per round to N members; {args.warmup} warm-up round(s), then up to "
         f"{args.rounds} rounds (at least {args.min_rounds}; fewer when a system's rounds exceed {args.budget:.0f} s); "
         f"{args.clients} picows client processes per system; bare, Rooms memory and Rooms redis connected together, "
-        "rounds alternating (rotating who goes first). deliveries/s = N / median time to last member (a round "
+        "rounds alternating (rotating who goes first). deliveries/s = N x messages a round / median time until "
+        "the last member had them all (a round "
         "not complete within the timeout counts as infinitely slow). Broadcast call = the trigger's "
         "`send` loop / `publish` / `group_send` / `emit` in the server. Client CPU, busiest worker = its CPU "
         "seconds / seconds from the trigger to its last delivery (100% = one core).",
@@ -838,6 +932,11 @@ def main() -> None:
         "",
         table(["uvicorn --ws", "N", "ratio", "target", "measured", ""], ratios(results)),
     ])  # fmt: skip
+    if any(r.get("batch_sizes") for r in results):
+        report += "\n\nFrames the batching clients got, by messages a frame (a batch frame, or 1: alone):\n\n" + table(
+            ["uvicorn --ws", "system", "N", "frames", "messages a frame, mean", "share of frames", "most frequent"],
+            batch_sizes(results),
+        )
     print(report)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

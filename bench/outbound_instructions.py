@@ -2,7 +2,8 @@
 
 ``Outbound.write_now`` (the application's send) and ``Outbound.offer`` (Rooms' fan-out) on
 connections whose server ``send`` completes at once, as uvicorn's does while the socket is
-writable: the eager path every message takes while its client keeps up. Each variant runs
+writable: the eager path every message takes while its client keeps up (``_batch``: the same for
+clients that asked for batches, one message a loop turn, so each goes alone). Each variant runs
 under ``valgrind --tool=callgrind`` twice, with a small and a larger number of messages; the
 difference divided by the difference in messages is the cost of one call (start-up cancelled
 out). Instruction counts do not move with the machine's load.
@@ -23,11 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = 100  # connections the messages are spread over, round-robin, as a fan-out does
-VARIANTS = ["offer", "write_now"]
+VARIANTS = ["offer", "write_now", "offer_batch", "write_now_batch"]
 
 
 async def _run(variant: str, messages: int) -> None:
-    from asgi_ws.outbound import Outbound, OutboundTotals, QueueLimits
+    from asgi_ws.outbound import BatchLimits, Outbound, OutboundTotals, QueueLimits
 
     writes = 0
 
@@ -41,6 +42,8 @@ async def _run(variant: str, messages: int) -> None:
     for _ in range(MEMBERS):
         outbound = Outbound(send, lambda code, reason: None)
         outbound.configure(limits, totals)
+        if variant.endswith("_batch"):  # a client that asked for batches (one message a turn: none made)
+            outbound.start_batching(BatchLimits())
         members.append(outbound)
     message = {"type": "websocket.send", "text": "x" * 100}
     rounds = messages // MEMBERS

@@ -1,5 +1,6 @@
 """asgi_ws Rooms set up as docs/rooms.md says: Rooms started in the lifespan, members behind
-BackpressureMiddleware (max_messages=1000, drop_oldest), ``join`` after ``accept``, ``publish``."""
+BackpressureMiddleware (max_messages=1000, drop_oldest), ``join`` after ``accept``, ``publish``
+(``count`` times, back to back, for ``/trigger?count=N``)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def make_app(broker: str, session_store: str | None = None) -> Starlette:
     async def trigger(request: Request) -> PlainTextResponse:
         msg = message(request.query_params.get("tag", "r0"))
         start = time.perf_counter()
-        handed = await rooms.publish(GROUP, msg)
+        handed = 0
+        for _ in range(int(request.query_params.get("count", "1"))):
+            handed += await rooms.publish(GROUP, msg)
         return PlainTextResponse(f"{handed} {time.perf_counter() - start:.6f}")
 
     middleware = [Middleware(BackpressureMiddleware, max_messages=1000, policy="drop_oldest")]

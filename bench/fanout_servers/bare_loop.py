@@ -1,5 +1,5 @@
 """The ceiling: a Starlette endpoint keeps its accepted WebSockets; the trigger loops over them
-(``for ws in members: await ws.send_text(msg)``)."""
+(``for ws in members: await ws.send_text(msg)``), ``count`` times for ``/trigger?count=N``."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ async def count(request: Request) -> PlainTextResponse:
 async def trigger(request: Request) -> PlainTextResponse:
     msg = message(request.query_params.get("tag", "r0"))
     start = time.perf_counter()
-    for ws in list(members):
-        await ws.send_text(msg)
+    for _ in range(int(request.query_params.get("count", "1"))):
+        for ws in list(members):
+            await ws.send_text(msg)
     return PlainTextResponse(f"{len(members)} {time.perf_counter() - start:.6f}")
 
 
