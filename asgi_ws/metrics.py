@@ -88,6 +88,7 @@ class AsgiWsCollector:
             ("dropped", "Messages dropped by an overflow policy"),
             ("conflated", "Messages replaced by a newer one with the same key"),
             ("closed_for_slowness", "Slow consumers closed by the close policy"),
+            ("batches", "Batch frames written to clients that asked for them (each holds several messages)"),
         )}  # fmt: skip
         queued = gauge(
             "asgi_ws_outbound_queued", "Application messages waiting in outbound queues", labels=["middleware"]

@@ -19,6 +19,7 @@ from asgi_ws.types import Message
 from tests.support.apps import echo_app
 from tests.support.asgi import handshake, ws_scope
 from tests.support.session import Harness
+from tests.test_outbound_batching import burst, burst_app
 
 deny_module = importlib.import_module("asgi_ws.deny")  # the attribute asgi_ws.deny is the function
 
@@ -77,3 +78,16 @@ async def test_refused_handshakes_are_counted_by_middleware_status_and_a_bounded
 
 async def _discard(message: Message) -> None:
     pass
+
+
+async def test_batch_frames_are_exported() -> None:
+    backpressure = BackpressureMiddleware(burst_app())
+    registry = CollectorRegistry()
+    registry.register(AsgiWsCollector(backpressure=[backpressure], names=["feed"]))
+    async with Harness(backpressure) as ws:
+        ws.send_json({"$ws": "hello", "v": 1, "batch": True})
+        assert (await ws.next_json())["$ws"] == "welcome"
+        assert await burst(ws) == ["m0", ["m1", "m2", "m3", "m4"]]
+        text = generate_latest(registry).decode()
+    assert 'asgi_ws_outbound_batches_total{middleware="feed"} 1.0' in text
+    assert 'asgi_ws_outbound_sent_total{middleware="feed"} 5.0' in text
