@@ -61,7 +61,7 @@ def asgi_ws_serve(*args: str, code: Path | None = None, stderr: Any = None, port
     path = os.pathsep.join(p for p in (os.environ.get("SCALE_SERVER_PYTHONPATH"), str(code)) if p)
     cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(code)!r}); from asgi_ws.cli import main; "
            "sys.exit(main())", "serve", "--port", str(port), "--log-level", "warning", *args]  # fmt: skip
-    return server_process(cmd, port, env={"PYTHONPATH": path}, stderr=stderr)
+    return server_process(cmd, port, env={"PYTHONPATH": path}, stderr=stderr, start_timeout=120)
 
 
 class ClientProcess:

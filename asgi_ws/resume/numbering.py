@@ -40,7 +40,7 @@ from ..outbound import SLOW
 from ..types import Message
 from .frames import Frame, frame_of
 from .pending import MAX_BATCH, PendingLog
-from .stores.base import Run, SessionStore, Write
+from .stores.base import EMPTY, Run, SessionStore, Write
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -161,7 +161,7 @@ class Numbering:
         self._waiters: list[asyncio.Future[None]] | None = None
         self._drained: asyncio.Future[None] | None = None  # finish() waits for the last store
         # Messages waiting for room in the outbound queue, and the task handing them over.
-        self._out: collections.deque[Message] = collections.deque()
+        self._out: collections.deque[Message] = EMPTY
         self._handing: asyncio.Task[None] | None = None
         #: While a resume replays, messages released by the store wait here, behind the replay.
         self._held: list[Message] | None = None
@@ -370,6 +370,8 @@ class Numbering:
         self._update_direct()
 
     def _wait_for_room(self, messages: list[Message]) -> None:
+        if self._out is EMPTY:
+            self._out = collections.deque()
         self._out.extend(messages)
         self._direct = False
         if self._handing is None:
@@ -387,6 +389,8 @@ class Numbering:
                 self.offered += 1
         finally:
             self._handing = None
+            if not self._out:
+                self._out = EMPTY
             self._update_direct()
 
     # -- refusals -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import collections
 from ..delivery import Membership
 from ..types import Message
 from .frames import Frame
-from .stores.base import Entry, Run, Write
+from .stores.base import EMPTY, Entry, Run, Write
 
 #: Frames stored by one store call at most (Redis scripts take a bounded argument list).
 MAX_BATCH = 4000
@@ -48,10 +48,10 @@ class PendingLog:
         self.rooms: dict[str, Membership] | None = None
         self.cursors: dict[str, str] | None = None
         #: Numbered messages waiting for an entry to be stored; the first has seq ``unsent_seq``.
-        self.unsent: collections.deque[Message] = collections.deque()
+        self.unsent: collections.deque[Message] = EMPTY
         self.unsent_seq = 0
         # Stored frames not yet acknowledged: (seq, size), for the bounds.
-        self._retained: collections.deque[tuple[int, int]] = collections.deque()
+        self._retained: collections.deque[tuple[int, int]] = EMPTY
         self._retained_bytes = 0
         self._acked = 0
         self._floor = 1  # seqs below it were dropped for the bounds
@@ -70,6 +70,8 @@ class PendingLog:
         unsent = self.unsent
         if not unsent:
             self.unsent_seq = seq
+            if unsent is EMPTY:
+                unsent = self.unsent = collections.deque()
         unsent.append(message)
 
     def run(self, seq: int, run: Run) -> None:
@@ -103,6 +105,8 @@ class PendingLog:
             return False
         if not self.unsent:
             self.unsent_seq = seq
+            if self.unsent is EMPTY:
+                self.unsent = collections.deque()
         self.unsent.append(message)
         return True
 
@@ -136,7 +140,7 @@ class PendingLog:
             return []
         if count == len(unsent):
             released = list(unsent)
-            unsent.clear()
+            self.unsent = EMPTY
         else:
             released = [unsent.popleft() for _ in range(count)]
         self.unsent_seq += count
@@ -146,7 +150,7 @@ class PendingLog:
         """The write failed or was refused: nothing more will be stored."""
         self._inflight = None
         self._items.clear()
-        self.unsent.clear()
+        self.unsent = EMPTY
 
     @property
     def busy(self) -> bool:
@@ -158,6 +162,8 @@ class PendingLog:
     def _retain(self, seq: int, frames: list[Frame]) -> None:
         """Record stored frames; the oldest beyond the bounds are dropped (``keep_from`` passes them)."""
         retained = self._retained
+        if retained is EMPTY:
+            retained = self._retained = collections.deque()
         sizes = list(map(len, frames))
         retained.extend(zip(range(seq, seq + len(sizes)), sizes, strict=True))
         self._retained_bytes += sum(sizes)
@@ -177,6 +183,8 @@ class PendingLog:
         retained = self._retained
         while retained and retained[0][0] <= seq:
             self._retained_bytes -= retained.popleft()[1]
+        if not retained:
+            self._retained = EMPTY  # an idle session holds no deque
 
 
 __all__ = ["MAX_BATCH", "PendingLog"]

@@ -28,7 +28,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ...brokers.base import position_key
 from ...delivery import Membership
@@ -224,6 +224,12 @@ class SessionStore(ABC):
         """Release the store's connections."""
 
 
+#: The stand-in for an empty deque, shared (read only: ``len``, truth, iteration, indexing):
+#: a real deque is made on the first append, and dropped when it empties. An empty deque is
+#: 760 bytes with its first block; an idle resumable connection held four.
+EMPTY: Any = ()
+
+
 def entries_after(entries: Sequence[Entry], after: int) -> list[Entry]:
     """The entries from the one holding seq ``after + 1`` on (all of them when ``after + 1``
     comes before the first)."""
@@ -237,6 +243,7 @@ def entries_after(entries: Sequence[Entry], after: int) -> list[Entry]:
 
 
 __all__ = [
+    "EMPTY",
     "Entry",
     "Run",
     "SessionState",

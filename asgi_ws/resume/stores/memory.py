@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from ...delivery import Membership
 from ...timers import Timer, timer_service
 from .base import (
+    EMPTY,
     Entry,
     Run,
     SessionState,
@@ -44,7 +45,7 @@ class _Record:
         self.head = 0
         self.open = 0
         self.first = 1
-        self.entries: deque[Entry] = deque()
+        self.entries: deque[Entry] = EMPTY  # a deque from the first entry on
         self.rooms: dict[str, Membership] = {}
         self.cursors: dict[str, str] = {}
         self.expires_at = 0.0
@@ -64,6 +65,8 @@ class _Record:
 
     def append(self, entries: Sequence[Entry]) -> None:
         kept = self.entries
+        if kept is EMPTY:
+            kept = self.entries = deque()
         for seq, item in entries:
             if isinstance(item, Run):
                 kept.append((seq, item))
@@ -86,6 +89,8 @@ class _Record:
                 else:
                     entries[0] = (keep_from, item[keep_from - seq :])
         self.first = entries[0][0] if entries else self.head + 1
+        if not entries:
+            self.entries = EMPTY
 
 
 class MemorySessionStore(SessionStore):
