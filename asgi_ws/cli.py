@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -378,6 +379,15 @@ def _parser() -> _Parser:
         "ones closed, or every 10 minutes), not by the objects each message leaves behind (asgi_ws.server."
         "CollectorPolicy); 'python': Python's own thresholds",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (one listening socket, the kernel spreads the connections); "
+        "they need a shared broker (redis://, postgres://, nats://, amqp://) and, to resume on any of them, a "
+        "shared --session-store; a worker that dies is restarted; SIGTERM drains them all",
+    )
+    serve.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's socket
     serve.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info", help="uvicorn's log level")
     return parser
 
@@ -393,6 +403,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvicorn  # noqa: F401 - asgi_ws.server runs it; say what is missing first
     except ModuleNotFoundError:
         return _fail("needs uvicorn: pip install 'asgi-ws[server]'")
+    if args.workers < 1:
+        return _fail("error: --workers must be at least 1", USAGE)
+    if args.workers > 1:
+        if args.broker.startswith("memory:"):
+            return _fail(
+                "error: --workers needs a broker the processes share (redis://, postgres://, nats://, amqp://): "
+                "memory:// is one per process",
+                USAGE,
+            )
+        return _supervise(args, list(sys.argv[1:] if argv is None else argv))
     from .log import uvicorn_log_config
 
     try:
@@ -424,8 +444,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         options["ws_max_size"] = args.max_message_size
     from .server import CollectorPolicy, run  # drains before uvicorn's own shutdown (docs/shutdown.md)
 
+    sockets = None
+    if args.listen_fd is not None:  # a worker of --workers: the supervisor's listening socket
+        sockets = [socket.socket(fileno=args.listen_fd)]
+
     async def start() -> None:  # on uvicorn's loop, before uvicorn logs or binds anything
-        _check_listen(args.host, args.port)
+        if sockets is None:
+            _check_listen(args.host, args.port)
         await served.start()
 
     try:
@@ -434,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             before_startup=start,
             drain_timeout=args.drain_timeout,
             collector=CollectorPolicy() if args.gc == "connections" else None,
+            sockets=sockets,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             log_config=uvicorn_log_config(),
             lifespan="on",
@@ -455,6 +481,127 @@ def _check_listen(host: str, port: int) -> None:
                 sock.bind(address)
     except OSError as exc:
         raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+# -- --workers: a supervisor and its worker processes on one listening socket -----------------------
+
+#: Seconds a worker must have run for its exit to be a crash to restart rather than a start-up failure.
+WORKER_SETTLE = 5.0
+#: Seconds between a worker's death and its restart.
+WORKER_RESTART_DELAY = 0.5
+
+
+def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``args.workers`` worker processes (``asgi-ws serve`` each, ``--workers 1``) on one
+    listening socket the supervisor binds, so the kernel spreads new connections over them and
+    a worker that is down or draining leaves its share to the others.
+
+    A worker that dies (a crash, SIGKILL) is restarted; one that fails at start-up (status 1 or
+    2 within :data:`WORKER_SETTLE` seconds: a broker that cannot be reached) stops them all with
+    its status. SIGTERM/SIGINT are passed on: every worker drains, and the supervisor returns 0
+    once they have exited. Unless ``ASGI_WS_RESUME_KEYS`` is set, the supervisor makes one
+    random key for all its workers: a session resumes on any of them, and after a worker's
+    restart (not after the supervisor's).
+    """
+    import signal
+    import subprocess
+    import time
+
+    log = logging.getLogger("asgi_ws.workers")
+    if not log.handlers and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    try:
+        listener = _listen(args.host, args.port)
+    except CannotStart as exc:
+        return _fail(str(exc))
+    env = dict(os.environ)
+    if not env.get("ASGI_WS_RESUME_KEYS") and args.resume_window > 0:
+        env["ASGI_WS_RESUME_KEYS"] = secrets.token_urlsafe(32)
+        log.warning(
+            "ASGI_WS_RESUME_KEYS is not set: the workers share a random key of this supervisor; "
+            "sessions resume on any worker, and survive a worker's restart but not the supervisor's"
+        )
+    if args.session_store.startswith("memory:") and args.resume_window > 0:
+        log.warning(
+            "--session-store memory:// is one per worker: a client that reconnects to another worker cannot "
+            "resume (it is told resume_failed and starts afresh); use redis:// to resume on any worker"
+        )
+    command = [sys.executable, "-m", "asgi_ws.cli", *argv, "--workers", "1", "--listen-fd", str(listener.fileno())]
+    stopping = False
+
+    def start(index: int) -> tuple[subprocess.Popen[bytes], float]:
+        proc = subprocess.Popen(command, env=env, pass_fds=[listener.fileno()], preexec_fn=_end_with_parent)
+        log.info("worker %d started (pid %d)", index, proc.pid)
+        return proc, time.monotonic()
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            log.info("stopping %d workers (they drain)", len(workers))
+        stopping = True
+        for proc, _ in workers:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    workers = [start(i) for i in range(args.workers)]
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
+    try:
+        while True:
+            alive = False
+            for index, (proc, started) in enumerate(workers):
+                code = proc.poll()
+                if code is None:
+                    alive = True
+                    continue
+                if stopping:
+                    continue
+                if code in (FAILED, USAGE) and time.monotonic() - started < WORKER_SETTLE:
+                    log.error("worker %d could not start (status %d): stopping", index, code)
+                    status = code
+                    stop(signal.SIGTERM, None)
+                    continue
+                log.warning("worker %d (pid %d) exited with status %d: restarting it", index, proc.pid, code)
+                time.sleep(WORKER_RESTART_DELAY)
+                workers[index] = start(index)
+                alive = True
+            if stopping and not alive:
+                return status
+            time.sleep(0.1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for proc, _ in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        listener.close()
+
+
+def _end_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM when the supervisor dies, whatever kills it (Linux)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket of ``--workers``, inherited by every worker."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(4096)
+    except OSError as exc:
+        raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def _fail(message: str, status: int = FAILED) -> int:

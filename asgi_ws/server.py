@@ -223,12 +223,14 @@ def run(
     drain_timeout: float = DRAIN_TIMEOUT,
     before_startup: Callable[[], Awaitable[object]] | None = None,
     collector: CollectorPolicy | None = None,
+    sockets: list[socket.socket] | None = None,
     **options: Any,
 ) -> Server:
     """Serve ``app`` like ``uvicorn.run(app, **options)``, draining at shutdown; returns the server.
 
     One process: ``workers`` and ``reload`` are refused (run one such process per worker,
-    each drains its own connections). ``before_startup``: see :class:`Server`; what it raises, this raises.
+    each drains its own connections: ``asgi-ws serve --workers N`` does, on one listening
+    socket given as ``sockets``). ``before_startup``: see :class:`Server`; what it raises, this raises.
     """
     if options.get("reload") or (options.get("workers") or 1) != 1:
         raise ConfigurationError("asgi_ws.server.run serves one process: no workers=/reload=")
@@ -236,7 +238,7 @@ def run(
         uvicorn.Config(app, **options), drain_timeout=drain_timeout, before_startup=before_startup, collector=collector
     )
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
-        server.run()
+        server.run(sockets=sockets)
     return server
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,8 +20,8 @@ import pytest
 
 from asgi_ws import __version__ as asgi_ws_version
 from asgi_ws.cli import _parser, build_app, parse_args
-from tests.support.clients import opened, refusal
-from tests.support.procs import asgi_ws_serve, free_port
+from tests.support.clients import opened, recv_json_until, refusal
+from tests.support.procs import asgi_ws_serve, free_port, wait_for_port
 from tests.support.server import serve
 
 
@@ -148,6 +152,8 @@ def test_every_option_says_its_default() -> None:
         (["--log-level", "loud"], "error: argument --log-level: invalid choice: 'loud'"),
         (["--port", "eighty"], "error: argument --port: invalid int value: 'eighty'"),
         (["--allow-origin", "app.example.com"], "error: allow_origins entry 'app.example.com' is not an origin"),
+        (["--workers", "2"], "error: --workers needs a broker the processes share"),
+        (["--workers", "0"], "error: --workers must be at least 1"),
         (["--nope"], "error: unrecognized arguments: --nope"),
     ],
 )
@@ -219,3 +225,60 @@ async def test_allow_missing_origin_lets_non_browser_clients_in() -> None:
             async with opened(server.ws_url("/ws"), origin=origin, ping_interval=None) as conn:
                 await conn.send(json.dumps({"$ws": "subscribe", "channel": "lobby"}))
                 assert json.loads(await conn.recv())["$ws"] == "subscribed"
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+async def _served_by_every_worker(url: str, count: int) -> None:
+    """``count`` subscribers on the port; a publish of one reaches the others (whichever worker holds them)."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(opened(url)) for _ in range(count)]
+        for ws in clients:
+            await ws.send(json.dumps({"$ws": "subscribe", "channel": "lobby"}))
+            await recv_json_until(ws, lambda m: m.get("$ws") == "subscribed", what="subscribed")
+        for attempt in range(40):  # each worker's Redis subscription lands asynchronously
+            await clients[0].send(json.dumps({"$ws": "publish", "channel": "lobby", "data": attempt}))
+            try:
+                for ws in clients[1:]:
+                    await recv_json_until(ws, lambda m: m.get("channel") == "lobby", timeout=0.5, what="a publish")
+                return
+            except AssertionError:
+                continue
+        raise AssertionError("a publish never reached every subscriber")
+
+
+@pytest.mark.timeout(120)
+async def test_workers_share_one_port_a_dead_one_is_restarted_and_sigterm_drains_them_all(redis_url: str) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASGI_WS_")}
+    namespace = f"workers{os.getpid()}"
+    proc = subprocess.Popen(  # noqa: ASYNC220 - the supervisor under test
+        [ASGI_WS, "serve", "--workers", "2", "--port", str(port), "--broker", redis_url, "--session-store",
+         redis_url, "--namespace", namespace, "--allow-missing-origin", "--log-level", "warning"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        await asyncio.to_thread(wait_for_port, port, 60, proc)
+        deadline = time.monotonic() + 30
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        await _served_by_every_worker(f"ws://127.0.0.1:{port}/ws", 8)
+        os.kill(min(workers), signal.SIGKILL)  # a worker dies: the supervisor starts another
+        while len(_children(proc.pid) - {min(workers)}) < 2 and time.monotonic() < deadline + 30:
+            await asyncio.sleep(0.1)
+        assert len(_children(proc.pid) - workers) == 1
+        await _served_by_every_worker(f"ws://127.0.0.1:{port}/ws", 8)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr = proc.stderr.read() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+    assert "exited with status -9: restarting it" in stderr and "Traceback" not in stderr, stderr
