@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -335,6 +336,160 @@ async def _rss_per_connection(
         return (after - before) / max(opened, 1)
 
 
+# -- cluster -----------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _open_files(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    return 0
+
+
+async def _until_answered(
+    procs: Sequence[ClientProcess], total: int, before: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Wait until every client is open again and was told ``resumed`` or ``resume_failed``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = await stats(procs)
+        answered = (
+            counts["resumed"] - before["resumed"] + sum(counts["refused"].values()) - sum(before["refused"].values())
+        )
+        if (counts["open"] >= total and answered >= total) or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.5)
+
+
+async def _fan_out(procs: Sequence[ClientProcess], marker: str, expected: int, timeout: float) -> dict[str, float]:
+    """One publish to every member: time to the last one, deliveries per second."""
+    await asyncio.gather(*(p.ask({"op": "mark", "marker": marker}) for p in procs))
+    sent = (await procs[0].ask({"op": "publish", "channel": "feed", "data": {"marker": marker}}))["sent"]
+    deadline = time.monotonic() + timeout
+    counts = await stats(procs)
+    while counts["marked"] < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        counts = await stats(procs)
+    last = counts["last"] - sent if counts["marked"] else float("nan")
+    return {"members": counts["marked"], "expected": expected, "last_s": last, "first_s": counts["first"] - sent,
+            "per_second": counts["marked"] / last if last and last > 0 else float("nan")}  # fmt: skip
+
+
+async def _presence(procs: Sequence[ClientProcess], per_process: int = 6) -> list[int]:
+    replies = await asyncio.gather(*(p.ask({"op": "presence", "channel": "feed", "count": per_process}) for p in procs))
+    return sorted(n for reply in replies for n in reply["members"])
+
+
+def _warnings(log: Path) -> int:
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if line.startswith(("WARNING", "ERROR")))
+
+
+async def cluster(args: argparse.Namespace) -> None:
+    """``asgi-ws serve --workers`` on Redis: connect, heartbeat, fan-out, presence, a storm."""
+    namespace = f"scale{os.getpid()}"
+    port = free_port()
+    log = Path(args.log)
+    broker = f"{args.redis}?history=1000"
+    serve = (*SERVE, "--broker", broker, "--session-store", args.redis, "--namespace", namespace,
+             "--heartbeat-interval", str(args.interval), "--workers", str(args.workers),
+             "--max-connections", str(args.max_per_worker), "--log-level", "warning")  # fmt: skip
+    code = ROOT
+    cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(code)!r}); from asgi_ws.cli import main; "
+           "sys.exit(main())", "serve", "--port", str(port), *serve]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(code), "ASGI_WS_RESUME_KEYS": "bench-scale-cluster-key-0123456789abcdef"}
+    results: list[list[str]] = []
+
+    def row(what: str, value: str) -> None:
+        results.append([what, value])
+        print(f"  {what}: {value}", flush=True)
+
+    with log.open("wb") as out:  # noqa: ASYNC230 - before anything runs
+        supervisor = subprocess.Popen(cmd, env=env, stderr=out, stdout=out, cwd=str(code))  # noqa: ASYNC220
+    try:
+        await asyncio.to_thread(_wait_port, port, supervisor)
+        workers = await _wait_workers(supervisor.pid, args.workers)
+        url = f"ws://127.0.0.1:{port}/ws"
+        async with clients(args.clients) as procs:
+            options = {"hello": True, "subscribe": "feed", "resume": True, "reconnect": True,
+                       "jitter": args.jitter, "timeout": 600}  # fmt: skip
+            started = time.monotonic()
+            opened = await connect(procs, url, args.connections, **options)
+            row("connections opened", f"{opened:,} of {args.connections:,} in {time.monotonic() - started:.0f} s")
+            await asyncio.sleep(args.interval)  # the first heartbeat rounds, presence flushes
+            per_worker = [_open_files(pid) for pid in workers]
+            rss = [rss_bytes(pid) for pid in workers]
+            row("open files per worker", ", ".join(f"{n:,}" for n in per_worker))
+            row("RSS per worker (MB)", ", ".join(f"{r / 1e6:,.0f}" for r in rss))
+            row("workers' RSS / connections (bytes, start-up included)", f"{sum(rss) / max(opened, 1):,.0f}")
+            # Heartbeat: every worker's CPU over a window, per pong round the clients answered.
+            before = (await stats(procs))["pongs"]
+            cpu0 = sum(cpu_seconds(pid) for pid in workers)
+            await asyncio.sleep(args.seconds)
+            cpu = sum(cpu_seconds(pid) for pid in workers) - cpu0
+            rounds = (await stats(procs))["pongs"] - before
+            row("heartbeat rounds/s", f"{rounds / args.seconds:,.0f}")
+            row("workers' CPU, all of it, while idle but for heartbeats", f"{cpu / args.seconds * 100:.1f}% of a core")
+            row("workers' CPU per round (all of their CPU / rounds)", f"{cpu / max(rounds, 1) * 1e6:.0f} µs")
+            fan = await _fan_out(procs, "m1", opened - 1, 120)
+            row("one publish to all: members reached", f"{fan['members']:,.0f} of {fan['expected']:,}")
+            row(
+                "one publish to all: first / last member",
+                f"{fan['first_s'] * 1000:,.0f} / {fan['last_s'] * 1000:,.0f} ms",
+            )
+            row("one publish to all: deliveries/s", f"{fan['per_second']:,.0f}")
+            seen = await _presence(procs)
+            row("presence answers (members), min / max of", f"{min(seen):,} / {max(seen):,} of {len(seen)} answers")
+            # The storm: every worker killed; the supervisor restarts them; every client comes back.
+            warnings_before = _warnings(log)
+            counts_before = await stats(procs)
+            killed = time.monotonic()
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            workers = await _wait_workers(supervisor.pid, args.workers, exclude=set(workers))
+            counts = await _until_answered(procs, opened, counts_before, args.storm_timeout)
+            row("storm: every client open again and answered after", f"{time.monotonic() - killed:.0f} s "
+                f"({counts['open']:,} open, {counts['pending']:,} still reconnecting)")  # fmt: skip
+            resumed = counts["resumed"] - counts_before["resumed"]
+            refused = {k: v - counts_before["refused"].get(k, 0) for k, v in counts["refused"].items()}
+            failures = counts["handshake_failures"] - counts_before["handshake_failures"]
+            row("storm: resumed / refused (by code) / failed attempts (retried)",
+                f"{resumed:,} / {refused} / {failures:,}")  # fmt: skip
+            await asyncio.sleep(args.presence_wait)
+            seen = await _presence(procs)
+            row(f"storm: presence {args.presence_wait:.0f} s later, min / max", f"{min(seen):,} / {max(seen):,} "
+                f"of {len(seen)} answers")  # fmt: skip
+            fan = await _fan_out(procs, "m2", counts["open"] - 1, 120)
+            row("after the storm, one publish: members reached / last", f"{fan['members']:,.0f} of {fan['expected']:,}"
+                f" / {fan['last_s'] * 1000:,.0f} ms")  # fmt: skip
+            row("storm: WARNING/ERROR lines logged", f"{_warnings(log) - warnings_before:,}")
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(supervisor.wait, 60)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+    print(f"\n{args.workers} workers, {args.clients} client processes, heartbeat every {args.interval} s\n")
+    print(table(["measure", "value"], results))
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    from tests.support.procs import wait_for_port
+
+    wait_for_port(port, 120, proc)
+
+
+async def _wait_workers(pid: int, count: int, exclude: set[int] = frozenset(), timeout: float = 120) -> list[int]:  # type: ignore[assignment]
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [c for c in _children(pid) if c not in exclude]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -353,8 +508,20 @@ def main() -> None:
     mem.add_argument("--settle", type=float, default=5.0, help="seconds after the connects before reading RSS")
     mem.add_argument("--baseline", metavar="DIR", help="also measure the asgi_ws of this checkout (a worktree)")
     mem.add_argument("--repeat", type=int, default=1)
+    group = commands.add_parser("cluster", help="asgi-ws serve --workers on Redis: fan-out, heartbeat, a storm")
+    group.add_argument("--connections", type=int, default=50_000)
+    group.add_argument("--workers", type=int, default=3)
+    group.add_argument("--clients", type=int, default=5, help="client processes (127.0.0.2, .3...)")
+    group.add_argument("--max-per-worker", type=int, default=19_500, help="--max-connections of each worker")
+    group.add_argument("--interval", type=float, default=20.0, help="heartbeat interval")
+    group.add_argument("--seconds", type=float, default=40.0, help="the heartbeat's measuring window")
+    group.add_argument("--jitter", type=float, default=10.0, help="seconds over which dropped clients reconnect")
+    group.add_argument("--storm-timeout", type=float, default=300.0)
+    group.add_argument("--presence-wait", type=float, default=15.0, help="seconds after the storm (3 intervals)")
+    group.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    group.add_argument("--log", default="/tmp/scale-cluster.log", help="the server's log")
     args = parser.parse_args()
-    asyncio.run({"heartbeat": heartbeat, "memory": memory}[args.command](args))
+    asyncio.run({"heartbeat": heartbeat, "memory": memory, "cluster": cluster}[args.command](args))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ Driven over stdin/stdout, one JSON object a line: each command gets one reply li
 ``"send_every": s`` makes each connection send a small text frame every ``s`` seconds (a bare
 echo endpoint's rounds, the floor under an in-band heartbeat).
 
+- ``{"op": "publish", "channel": "feed", "data": {...}}``: publish through the first open
+  connection (the server does not echo it to that one); replies with ``sent``, its
+  ``time.monotonic()``.
+- ``{"op": "presence", "channel": "feed", "count": k}``: ask ``k`` open connections (spread
+  over the list, so over the server's workers) for the channel's members; replies with the
+  member counts they answered.
 - ``{"op": "close"}``: close every connection and exit.
 
 A connection the server closes reconnects (``reconnect`` in ``connect``): resumable ones with
@@ -54,6 +60,7 @@ class Stats:
         self.handshake_failures = 0
         self.out_of_order = 0
         self.marker = b""
+        self.presence: list[int] = []
         self.marked = 0
         self.first = 0.0
         self.last = 0.0
@@ -178,6 +185,8 @@ class Listener(WSListener):  # type: ignore[misc]
             channel = client.options.get("subscribe")
             if channel:  # a fresh session: subscribe again
                 transport.send(WSMsgType.TEXT, json.dumps({"$ws": "subscribe", "channel": channel}).encode())
+        elif op == "presence":
+            STATS.presence.append(len(message.get("members", ())))
         elif op == "subscribed":
             STATS.subscribed += 1
             if client.subscribed is not None and not client.subscribed.done():
@@ -233,6 +242,28 @@ async def connect(clients: list[Client], options: dict[str, Any]) -> dict[str, A
     return {"opened": sum(1 for c in new if c.transport is not None), "seconds": time.monotonic() - started}
 
 
+def publish(clients: list[Client], command: dict[str, Any]) -> float:
+    for client in clients:
+        if client.transport is not None:
+            frame = {"$ws": "publish", "channel": command["channel"], "data": command["data"]}
+            client.transport.send(WSMsgType.TEXT, json.dumps(frame).encode())
+            return time.monotonic()
+    return 0.0
+
+
+async def presence(clients: list[Client], command: dict[str, Any]) -> list[int]:
+    live = [c for c in clients if c.transport is not None]
+    asked = live[:: max(1, len(live) // command.get("count", 5))][: command.get("count", 5)]
+    STATS.presence = []
+    for client in asked:
+        assert client.transport is not None
+        client.transport.send(WSMsgType.TEXT, json.dumps({"$ws": "presence", "channel": command["channel"]}).encode())
+    deadline = time.monotonic() + command.get("timeout", 30)
+    while len(STATS.presence) < len(asked) and time.monotonic() < deadline:  # noqa: ASYNC110 - answers of many sockets
+        await asyncio.sleep(0.05)
+    return list(STATS.presence)
+
+
 async def tick(client: Client, every: float) -> None:
     await asyncio.sleep(random.uniform(0, every))
     while not CLOSING:
@@ -254,6 +285,10 @@ async def main() -> None:
             reply = await connect(clients, command)
         elif op == "stats":
             reply = STATS.as_dict(clients)
+        elif op == "publish":
+            reply = {"sent": publish(clients, command)}
+        elif op == "presence":
+            reply = {"members": await presence(clients, command)}
         elif op == "mark":
             STATS.marker, STATS.marked, STATS.first, STATS.last = command["marker"].encode(), 0, 0.0, 0.0
             reply = {}
