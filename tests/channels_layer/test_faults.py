@@ -55,3 +55,20 @@ async def _first_connection(layer: BrokerChannelLayer) -> str:
             return await layer.new_channel()
         await asyncio.sleep(0.1)
     raise AssertionError(f"could not connect to {layer!r} within 10 s")
+
+
+async def test_a_group_send_without_the_broker_still_reaches_this_processs_members() -> None:
+    """``group_send`` publishes first and fans out to this process's members after, whatever
+    the publish did: with the broker gone, they still get the message, and the caller gets
+    the broker's error."""
+    with own_server("redis") as server:
+        layer = BrokerChannelLayer(server.url, prefix=f"fault-{uuid.uuid4().hex[:8]}")
+        try:
+            channel = await _first_connection(layer)
+            await layer.group_add("room", channel)
+            server.kill()
+            with pytest.raises(BrokerError):
+                await asyncio.wait_for(layer.group_send("room", {"type": "m", "n": 1}), 30)
+            assert (await received(layer, channel, "the message to this process's member"))["n"] == 1
+        finally:
+            await asyncio.wait_for(layer.close(), 30)

@@ -350,11 +350,23 @@ class Core:
             await self.subscriptions.sync(self.group_channel(group), lambda: group in self.groups)
 
     async def group_send(self, group: str, payload: bytes) -> None:
-        state = self.groups.get(group)
-        if state is not None:
-            self.fan_out(state, payload)
-        if self.remote:
+        """The broker first, then the local fan-out, as ``Rooms.publish``: a broker client may
+        write the publish only when this task runs again (redis-py does), after every consumer
+        a local fan-out had woken has handled the message; published first, the other
+        processes' members do not wait for this one's (local members wait one broker round trip
+        instead). Local members still get the message when the broker fails; the failure is
+        the caller's."""
+        if not self.remote:
+            state = self.groups.get(group)
+            if state is not None:
+                self.fan_out(state, payload)
+            return
+        try:
             await self.publish(self.group_channel(group), wire.frame(wire.GROUP, self.node, group, payload))
+        finally:
+            state = self.groups.get(group)  # the members as they are now, after the await
+            if state is not None:
+                self.fan_out(state, payload)
 
     def fan_out(self, state: Group, payload: bytes) -> None:
         """Hand ``payload`` to every local member of ``state``: the hot loop, no await."""
