@@ -387,7 +387,7 @@ def _parser() -> _Parser:
         "they need a shared broker (redis://, postgres://, nats://, amqp://) and, to resume on any of them, a "
         "shared --session-store; a worker that dies is restarted; SIGTERM drains them all",
     )
-    serve.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's socket
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
     serve.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info", help="uvicorn's log level")
     return parser
 
@@ -445,8 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server import CollectorPolicy, run  # drains before uvicorn's own shutdown (docs/shutdown.md)
 
     sockets = None
-    if args.listen_fd is not None:  # a worker of --workers: the supervisor's listening socket
-        sockets = [socket.socket(fileno=args.listen_fd)]
+    if args.reuse_port:  # a worker of --workers: its own socket in the port's SO_REUSEPORT group
+        try:
+            sockets = [_listen(args.host, args.port, listen=True)]
+        except CannotStart as exc:
+            return _fail(str(exc))
 
     async def start() -> None:  # on uvicorn's loop, before uvicorn logs or binds anything
         if sockets is None:
@@ -493,8 +496,11 @@ WORKER_RESTART_DELAY = 0.5
 
 def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``args.workers`` worker processes (``asgi-ws serve`` each, ``--workers 1``) on one
-    listening socket the supervisor binds, so the kernel spreads new connections over them and
-    a worker that is down or draining leaves its share to the others.
+    port: each listens on its own socket of the port's ``SO_REUSEPORT`` group, so the kernel
+    spreads new connections evenly over them (by the hash of their addresses: a worker that is
+    slow to accept does not leave its share to the fastest, which could take more connections
+    than its open-file limit during a reconnect storm), and a worker that is down leaves its
+    share to the others. The supervisor holds the port bound (not listening) meanwhile.
 
     A worker that dies (a crash, SIGKILL) is restarted; one that fails at start-up (status 1 or
     2 within :data:`WORKER_SETTLE` seconds: a broker that cannot be reached) stops them all with
@@ -511,7 +517,7 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     if not log.handlers and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     try:
-        listener = _listen(args.host, args.port)
+        listener = _listen(args.host, args.port, listen=False)
     except CannotStart as exc:
         return _fail(str(exc))
     env = dict(os.environ)
@@ -526,11 +532,11 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
             "--session-store memory:// is one per worker: a client that reconnects to another worker cannot "
             "resume (it is told resume_failed and starts afresh); use redis:// to resume on any worker"
         )
-    command = [sys.executable, "-m", "asgi_ws.cli", *argv, "--workers", "1", "--listen-fd", str(listener.fileno())]
+    command = [sys.executable, "-m", "asgi_ws.cli", *argv, "--workers", "1", "--reuse-port"]
     stopping = False
 
     def start(index: int) -> tuple[subprocess.Popen[bytes], float]:
-        proc = subprocess.Popen(command, env=env, pass_fds=[listener.fileno()], preexec_fn=_end_with_parent)
+        proc = subprocess.Popen(command, env=env, preexec_fn=_end_with_parent)
         log.info("worker %d started (pid %d)", index, proc.pid)
         return proc, time.monotonic()
 
@@ -588,19 +594,21 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket of ``--workers``, inherited by every worker."""
+def _listen(host: str, port: int, *, listen: bool) -> socket.socket:
+    """A socket of ``host:port``'s ``SO_REUSEPORT`` group: a worker's (listening), or the
+    supervisor's (bound only: it holds the port and receives no connection)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
-        sock.listen(4096)
+        if listen:
+            sock.listen(2048)  # uvicorn's backlog
     except OSError as exc:
         raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    sock.set_inheritable(True)
     return sock
 
 

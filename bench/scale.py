@@ -427,7 +427,17 @@ async def cluster(args: argparse.Namespace) -> None:
             # Heartbeat: every worker's CPU over a window, per pong round the clients answered.
             before = (await stats(procs))["pongs"]
             cpu0 = sum(cpu_seconds(pid) for pid in workers)
+            spy = None
+            if args.py_spy:  # the first worker, meanwhile
+                Path(args.py_spy).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+                spy = subprocess.Popen(  # noqa: ASYNC220 - waited for after the window
+                    [_py_spy(), "record", "--pid", str(workers[0]), "--duration", str(int(args.seconds)),
+                     "--rate", "100", "--format", "raw", "--output", str(Path(args.py_spy) / "cluster-worker.txt"),
+                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             await asyncio.sleep(args.seconds)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait, 60)
             cpu = sum(cpu_seconds(pid) for pid in workers) - cpu0
             rounds = (await stats(procs))["pongs"] - before
             row("heartbeat rounds/s", f"{rounds / args.seconds:,.0f}")
@@ -512,14 +522,15 @@ def main() -> None:
     group.add_argument("--connections", type=int, default=50_000)
     group.add_argument("--workers", type=int, default=3)
     group.add_argument("--clients", type=int, default=5, help="client processes (127.0.0.2, .3...)")
-    group.add_argument("--max-per-worker", type=int, default=19_500, help="--max-connections of each worker")
+    group.add_argument("--max-per-worker", type=int, default=17_000, help="--max-connections of each worker")
     group.add_argument("--interval", type=float, default=20.0, help="heartbeat interval")
     group.add_argument("--seconds", type=float, default=40.0, help="the heartbeat's measuring window")
-    group.add_argument("--jitter", type=float, default=10.0, help="seconds over which dropped clients reconnect")
+    group.add_argument("--jitter", type=float, default=30.0, help="seconds over which dropped clients reconnect")
     group.add_argument("--storm-timeout", type=float, default=300.0)
     group.add_argument("--presence-wait", type=float, default=15.0, help="seconds after the storm (3 intervals)")
     group.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     group.add_argument("--log", default="/tmp/scale-cluster.log", help="the server's log")
+    group.add_argument("--py-spy", metavar="DIR", help="record the first worker during the heartbeat window")
     args = parser.parse_args()
     asyncio.run({"heartbeat": heartbeat, "memory": memory, "cluster": cluster}[args.command](args))
 

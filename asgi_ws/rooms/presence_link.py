@@ -107,7 +107,12 @@ class PresenceLink:
 
     def _flush_soon(self) -> None:
         if self._flush_handle is None and self.out is not None and self.tracker.pending:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.flush_delay, self.flush)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a leave outside the loop (at the very end): what is pending goes now
+                self.flush()
+                return
+            self._flush_handle = loop.call_later(self.flush_delay, self.flush)
 
     def flush(self) -> None:
         """Publish this node's pending changes now: one delta message per room."""
