@@ -311,7 +311,13 @@ class Numbering:
         :meth:`hand_over` now, if any."""
         self._storing = False
         if isinstance(result, BaseException):
-            logger.error("session %s: could not store outgoing messages (%s): closing", self.id, result)
+            store_trouble.log(  # one line a minute with a count: a store outage fails every session at once
+                logging.ERROR,
+                "session %s: could not store outgoing messages (%s): closing",
+                self.id,
+                result,
+                key="store",
+            )
             self._give_up(CloseCode.TRY_AGAIN_LATER, "session store unavailable")
             return None
         if result is not True:
