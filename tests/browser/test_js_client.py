@@ -201,7 +201,9 @@ async def test_binary_frames_round_trip_and_wait_in_the_queue_through_a_drop(bro
     app = ResumeMiddleware(HeartbeatMiddleware(echo, interval=5, timeout=5), secret_keys=[secrets.token_urlsafe(32)])
     async with serve(_with_client(app)) as server:
         page = await open_page(browser, server.http_url("/binary"), BINARY_CLIENT)
-        await page.evaluate("new Promise((resolve) => { window.client.on('open', resolve); window.client.connect(); })")
+        # The drop must come after the session's token (it follows the open): without it the
+        # client could only start a new session, and the first echo would be the old one's.
+        await page.evaluate("new Promise((ok) => { window.client.on('session', ok); window.client.connect(); })")
         await page.evaluate(SEND_WHILE_AWAY)
         await wait_until(page, "window.got.length >= 4", "4 frames echoed")
         got = await page.evaluate("window.got")
