@@ -358,6 +358,14 @@ def _parser() -> _Parser:
     )
     serve.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation")
     serve.add_argument(
+        "--ws-ping-interval",
+        type=float,
+        default=20.0,
+        help="seconds between uvicorn's protocol pings to every connection, and to answer them (0: none); "
+        "they find dead clients that never said hello, which the heartbeat does not ping: with clients that all "
+        "say hello (the asgi_ws clients do), 0 saves a second round per connection and interval",
+    )
+    serve.add_argument(
         "--compression",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -440,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"error: {exc}", USAGE)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "ws": args.ws, "log_level": args.log_level}
     options["ws_per_message_deflate"] = args.compression  # uvicorn's default is on
+    ping = args.ws_ping_interval if args.ws_ping_interval > 0 else None
+    options["ws_ping_interval"] = options["ws_ping_timeout"] = ping
     if args.compression:  # inflation bounded by the message limit (about twice it), not uvicorn's 16 MiB
         options["ws_max_size"] = args.max_message_size
     from .server import CollectorPolicy, run  # drains before uvicorn's own shutdown (docs/shutdown.md)

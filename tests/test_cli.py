@@ -164,6 +164,11 @@ def test_a_command_line_that_cannot_work_is_one_line_and_status_2(args: list[str
     assert line.startswith(("asgi-ws serve: error: ", "asgi-ws: error: ")) and says in line
 
 
+def test_uvicorn_protocol_pings_default_to_20_s_and_0_turns_them_off() -> None:
+    assert parse_args(["serve"]).ws_ping_interval == 20.0
+    assert parse_args(["serve", "--ws-ping-interval", "0"]).ws_ping_interval == 0.0
+
+
 def test_log_level_is_case_insensitive() -> None:
     assert parse_args(["serve", "--log-level", "WARNING"]).log_level == "warning"
 
