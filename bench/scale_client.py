@@ -56,6 +56,7 @@ class Stats:
         self.resumed = 0
         self.fresh = 0
         self.refused: collections.Counter[str] = collections.Counter()
+        self.reasons: collections.Counter[str] = collections.Counter()  # resume_failed's reasons
         self.closes: collections.Counter[int] = collections.Counter()
         self.handshake_failures = 0
         self.out_of_order = 0
@@ -75,6 +76,7 @@ class Stats:
             "resumed": self.resumed,
             "fresh": self.fresh,
             "refused": dict(self.refused),
+            "reasons": dict(self.reasons),
             "closes": {str(k): v for k, v in self.closes.items()},
             "handshake_failures": self.handshake_failures,
             "out_of_order": self.out_of_order,
@@ -181,6 +183,7 @@ class Listener(WSListener):  # type: ignore[misc]
             client.token = message["token"]
         elif op == "resume_failed":
             STATS.refused[message.get("code", "?")] += 1
+            STATS.reasons[str(message.get("reason", ""))[:80]] += 1
             client.count, client.last_n, client.token = 0, -1, None
             channel = client.options.get("subscribe")
             if channel:  # a fresh session: subscribe again
