@@ -84,6 +84,14 @@ class PubSubApp:
                 "publish": allow_publish,
             }
         }
+        # Bound once: the control router shares one handler table among connections that
+        # register the same handlers (a bound method made per connection would defeat it).
+        self._operations = (
+            ("subscribe", self._subscribe),
+            ("unsubscribe", self._unsubscribe),
+            ("publish", self._publish),
+            ("presence", self._presence),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -99,10 +107,8 @@ class PubSubApp:
         if conn.outbound.limits is None:
             conn.outbound.configure(self.rooms.default_limits, self.rooms.totals)
         router = conn.control
-        router.register("subscribe", self._subscribe)
-        router.register("unsubscribe", self._unsubscribe)
-        router.register("publish", self._publish)
-        router.register("presence", self._presence)
+        for op, handler in self._operations:
+            router.register(op, handler)
         router.announce("pubsub", self._features["pubsub"])
         await conn.run(self._serve, scope, receive, send)
 

@@ -10,7 +10,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asgi_ws import ConfigurationError, PubSubApp, Rooms
+from asgi_ws import ConfigurationError, PubSubApp, Rooms, connection_of
 from asgi_ws.types import Scope
 from tests.support.asgi import ws_scope
 from tests.support.clients import opened
@@ -235,3 +235,16 @@ async def test_sizes_are_utf8_bytes_and_meta_nesting_is_bounded() -> None:
         ws.send_json({"$ws": "publish", "channel": "c", "data": "é" * 10, "id": 2})
         assert (await ws.next_json())["code"] == "too_large"
     await app.rooms.close()
+
+
+async def test_every_connection_of_an_app_shares_one_control_table() -> None:
+    """The handlers are bound once per app: connections do not each build (and cache) a table."""
+    app = PubSubApp()
+    tables = []
+    for _ in range(3):
+        async with Harness(app) as ws:
+            await hello(ws)
+            ws.send_json({"$ws": "subscribe", "channel": "news", "id": 1})
+            assert await ws.next_json() == {"$ws": "subscribed", "channel": "news", "id": 1}
+            tables.append(connection_of(ws.scope).control._table)
+    assert tables[0] is tables[1] is tables[2]
