@@ -441,10 +441,18 @@ class Connection:
             await app(scope, receive, send)
         finally:
             try:
-                if self.close_code is not None:
-                    await self.outbound.wait_closed(CLOSE_TIMEOUT)
-                elif self.outbound.backlogged:
-                    await self.outbound.flush(FLUSH_TIMEOUT)
+                try:
+                    if self.close_code is not None:
+                        await self.outbound.wait_closed(CLOSE_TIMEOUT)
+                    elif self.outbound.backlogged:
+                        await self.outbound.flush(FLUSH_TIMEOUT)
+                except asyncio.CancelledError:
+                    # Cancelled while the library waits for its close frame or the backlog to be
+                    # written: the server gave up on it (uvicorn's graceful-shutdown timeout
+                    # cancels every connection's task). The application has finished; what is
+                    # unwritten is lost either way, and a traceback per connection (12,000 at
+                    # once in a drain of a loaded worker) would bury the drain's own report.
+                    pass
                 self._end()
             finally:
                 left(self)

@@ -396,7 +396,8 @@ async def cluster(args: argparse.Namespace) -> None:
     store = f"{args.redis}?{args.store_query}" if args.store_query else args.redis
     serve = (*SERVE, "--broker", broker, "--session-store", store, "--namespace", namespace,
              "--heartbeat-interval", str(args.interval), "--workers", str(args.workers),
-             "--max-connections", str(args.max_per_worker), "--log-level", "warning")  # fmt: skip
+             "--max-connections", str(args.max_per_worker), "--resume-window", str(args.resume_window),
+             "--log-level", "warning")  # fmt: skip
     code = ROOT
     cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(code)!r}); from asgi_ws.cli import main; "
            "sys.exit(main())", "serve", "--port", str(port), *serve]  # fmt: skip
@@ -539,6 +540,7 @@ def main() -> None:
         "(redis-py's default here: 16 connections, 5 s wait) refused 12,203 of 20,000 resumes with store_unavailable",
     )
     group.add_argument("--store-query", default="", help="the session store URL's query (max_connections=...)")
+    group.add_argument("--resume-window", type=float, default=120.0, help="asgi-ws serve --resume-window")
     group.add_argument("--log", default="/tmp/scale-cluster.log", help="the server's log")
     group.add_argument("--py-spy", metavar="DIR", help="record the first worker during the heartbeat window")
     args = parser.parse_args()

@@ -136,3 +136,31 @@ async def test_hooks_after_the_fact_run_at_once() -> None:
 
 def test_connection_of_outside_a_stack() -> None:
     assert connection_of(ws_scope()) is None
+
+
+async def test_a_server_cancelling_the_wait_for_the_close_frame_ends_the_connection_quietly() -> None:
+    """uvicorn cancels every connection's task once its graceful-shutdown timeout passes: a
+    connection whose application had finished, waiting for its close frame to be written to a
+    client that stopped reading, ends without raising (no traceback per connection)."""
+    never = asyncio.Event()
+
+    async def server_send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            await never.wait()  # the client stopped reading: the close frame cannot be written
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        connection_of(scope).close(1001, "server shutting down")  # type: ignore[union-attr]
+        assert (await receive())["type"] == "websocket.disconnect"
+
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    inbox.put_nowait({"type": "websocket.connect"})
+    scope = ws_scope()
+    conn, receive, send = attach(scope, inbox.get, server_send)
+    task = asyncio.create_task(conn.run(app, scope, receive, send))
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waiting for the close frame (up to CLOSE_TIMEOUT)
+    task.cancel("Task cancelled, timeout graceful shutdown exceeded")
+    await asyncio.wait_for(task, 1)  # ends, without CancelledError
+    assert conn.ended
