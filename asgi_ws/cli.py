@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -502,6 +503,9 @@ def _check_listen(host: str, port: int) -> None:
 WORKER_SETTLE = 5.0
 #: Seconds between a worker's death and its restart.
 WORKER_RESTART_DELAY = 0.5
+#: Seconds a stopping worker gets past its drain and uvicorn's shutdown (the lifespan's
+#: shutdown: the broker's goodbye, the session store's last writes) before it is killed.
+WORKER_STOP_GRACE = 30.0
 
 
 def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
@@ -544,6 +548,10 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
         )
     command = [sys.executable, "-m", "asgi_ws.cli", *argv, "--workers", "1", "--reuse-port"]
     stopping = False
+    # After SIGTERM a worker drains (--drain-timeout), then uvicorn's shutdown and the lifespan's
+    # (the broker, the session store) run: one still alive well past that is killed.
+    stop_deadline = math.inf
+    patience = args.drain_timeout + SHUTDOWN_GRACE + WORKER_STOP_GRACE
 
     def start(index: int) -> tuple[subprocess.Popen[bytes], float]:
         proc = subprocess.Popen(command, env=env, preexec_fn=_end_with_parent)
@@ -551,9 +559,10 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
         return proc, time.monotonic()
 
     def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
+        nonlocal stopping, stop_deadline
         if not stopping:
             log.info("stopping %d workers (they drain)", len(workers))
+            stop_deadline = time.monotonic() + patience
         stopping = True
         for proc, _ in workers:
             if proc.poll() is None:
@@ -584,6 +593,13 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
                 alive = True
             if stopping and not alive:
                 return status
+            if stopping and time.monotonic() > stop_deadline:
+                for index, (proc, _) in enumerate(workers):
+                    if proc.poll() is None:
+                        log.warning("worker %d (pid %d) still running %.0f s after SIGTERM: killing it",
+                                    index, proc.pid, patience)  # fmt: skip
+                        proc.kill()
+                stop_deadline = math.inf
             time.sleep(0.1)
     finally:
         for sig, handler in previous.items():

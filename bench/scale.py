@@ -410,6 +410,7 @@ async def cluster(args: argparse.Namespace) -> None:
 
     with log.open("wb") as out:  # noqa: ASYNC230 - before anything runs
         supervisor = subprocess.Popen(cmd, env=env, stderr=out, stdout=out, cwd=str(code))  # noqa: ASYNC220
+    workers: list[int] = []
     try:
         await asyncio.to_thread(_wait_port, port, supervisor)
         workers = await _wait_workers(supervisor.pid, args.workers)
@@ -480,11 +481,14 @@ async def cluster(args: argparse.Namespace) -> None:
                 f" / {fan['last_s'] * 1000:,.0f} ms")  # fmt: skip
             row("storm: WARNING/ERROR lines logged", f"{_warnings(log) - warnings_before:,}")
     finally:
-        supervisor.send_signal(signal.SIGTERM)
+        supervisor.send_signal(signal.SIGTERM)  # the workers drain; the supervisor kills the slow ones
         try:
-            await asyncio.to_thread(supervisor.wait, 60)
+            await asyncio.to_thread(supervisor.wait, 120)
         except subprocess.TimeoutExpired:
             supervisor.kill()
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     print(f"\n{args.workers} workers, {args.clients} client processes, heartbeat every {args.interval} s\n")
     print(table(["measure", "value"], results))
 
