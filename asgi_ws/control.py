@@ -28,8 +28,8 @@ logger = logging.getLogger("asgi_ws.control")
 
 Handler = Callable[["Connection", dict[str, Any]], "Awaitable[None] | None"]
 
-#: Distinct extensions remembered per table; beyond it tables are built per connection
-#: (only a misuse, such as registering a new closure for every connection, gets there).
+#: Distinct extensions remembered per table, the least recently used forgotten first (a
+#: misuse, such as registering a new closure for every connection, only churns the cache).
 _MAX_CACHED = 256
 
 
@@ -46,8 +46,12 @@ class _Table:
     def extended(self, kind: str, key: str, value: Any) -> _Table:
         """This table plus one handler (``kind="op"``) or feature (``kind="feature"``)."""
         cache_key = (kind, key, id(value))
-        table = self._next.get(cache_key)
-        if table is None:
+        cached = self._next
+        table = cached.get(cache_key)
+        if table is not None:
+            if len(cached) > 1:  # the most recently used last: evictions take the oldest
+                cached[cache_key] = cached.pop(cache_key)
+        else:
             handlers, features = dict(self.handlers), dict(self.features)
             if kind == "op":
                 if key in handlers:
@@ -56,8 +60,9 @@ class _Table:
             else:
                 features[key] = value
             table = _Table(handlers, features)
-            if len(self._next) < _MAX_CACHED:
-                self._next[cache_key] = table  # the value stays referenced by the table: its id stays unique
+            if len(cached) >= _MAX_CACHED:
+                del cached[next(iter(cached))]
+            cached[cache_key] = table  # the value stays referenced by the table: its id stays unique
         return table
 
 
