@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asgi_ws.static import BrowserClientApp
-from asgi_ws.types import Receive, Scope, Send
+from tests.support.pages import with_browser_client
 from tests.support.server import serve
 from tests.test_batching_e2e import Emitter, bounded, expected
 
@@ -23,25 +22,9 @@ window.client = client;
 """
 
 
-def _page_and_client(app: Any) -> Any:
-    """``app``'s WebSockets, the served client at /asgi-ws.js, an empty page anywhere else."""
-    client = BrowserClientApp()
-
-    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/asgi-ws.js":
-            await client(scope, receive, send)
-        elif scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
-            await send({"type": "http.response.body", "body": b"<!doctype html>"})
-        else:
-            await app(scope, receive, send)
-
-    return dispatch
-
-
 async def test_the_browser_client_unpacks_batches_into_its_messages(browser: Any) -> None:
     emitter = Emitter()
-    async with serve(_page_and_client(bounded(emitter))) as server:
+    async with serve(with_browser_client(bounded(emitter))) as server:
         page = await browser.new_page()
         await page.goto(server.http_url("/"))
         await page.add_script_tag(url="/asgi-ws.js")

@@ -15,9 +15,9 @@ from typing import Any
 
 from asgi_ws import AuthMiddleware, HeartbeatMiddleware, PubSubApp, ResumeMiddleware
 from asgi_ws.auth import SignedTicket
-from asgi_ws.static import BrowserClientApp
 from asgi_ws.types import Receive, Scope, Send
 from tests.support.clients import opened
+from tests.support.pages import with_browser_client
 from tests.support.procs import asgi_ws_serve
 from tests.support.server import serve
 
@@ -199,7 +199,7 @@ SEND_WHILE_AWAY = """
 async def test_binary_frames_round_trip_and_wait_in_the_queue_through_a_drop(browser: Any) -> None:
     echo = BinaryEcho()
     app = ResumeMiddleware(HeartbeatMiddleware(echo, interval=5, timeout=5), secret_keys=[secrets.token_urlsafe(32)])
-    async with serve(_with_client(app)) as server:
+    async with serve(with_browser_client(app)) as server:
         page = await open_page(browser, server.http_url("/binary"), BINARY_CLIENT)
         # The drop must come after the session's token (it follows the open): without it the
         # client could only start a new session, and the first echo would be the old one's.
@@ -241,7 +241,7 @@ async def test_a_ticket_is_fetched_again_after_4401_and_the_session_resumes(brow
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
             await send({"type": "http.response.body", "body": body})
         else:
-            await _with_client(app)(scope, receive, send)
+            await with_browser_client(app)(scope, receive, send)
 
     async with serve(with_tickets) as server:
         page = await open_page(browser, server.http_url("/tickets"), TICKET_CLIENT)
@@ -266,19 +266,3 @@ async def test_a_ticket_is_fetched_again_after_4401_and_the_session_resumes(brow
     assert events[:4] == [["open", None], ["close", 4401], ["open", None], ["resumed", None]], events
     opens = events.count(["open", None])
     assert opens <= fetched <= opens + 1, (fetched, events)  # a fresh ticket per attempt (the next may be on its way)
-
-
-def _with_client(app: Any) -> Any:
-    """``app``'s WebSockets, the served client at /asgi-ws.js, and an empty page anywhere else."""
-    client = BrowserClientApp()
-
-    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/asgi-ws.js":
-            await client(scope, receive, send)
-        elif scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
-            await send({"type": "http.response.body", "body": b"<!doctype html>"})
-        else:
-            await app(scope, receive, send)
-
-    return dispatch
