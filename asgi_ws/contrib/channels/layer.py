@@ -24,7 +24,8 @@ from channels.layers import BaseChannelLayer  # type: ignore[import-untyped]
 from ...brokers import broker_from_url
 from ...exceptions import ConfigurationError
 from . import layer_wire as wire
-from .layer_core import ChannelReader, Core
+from .layer_buffers import ChannelReader
+from .layer_core import Core
 from .layer_wire import MessageCodec
 
 logger = logging.getLogger("asgi_ws.channels")

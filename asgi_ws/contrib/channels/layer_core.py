@@ -1,10 +1,8 @@
-"""The state of a :class:`~asgi_ws.contrib.channels.BrokerChannelLayer` on one event loop: its
-broker connection, the buffers of its channels, the local members of its groups.
+"""The broker side of a :class:`~asgi_ws.contrib.channels.BrokerChannelLayer` on one event
+loop: its broker connection, the routing of sends, the local members of its groups, and what
+arrives from the broker. The buffers of its channels are :class:`~.layer_buffers.Buffers`,
+which :class:`Core` extends.
 
-- A channel of this process (``prefix.<node>!suffix``, from ``new_channel``) is an
-  :class:`Inbox`: a bounded deque of ``(expires_at, encoded message)`` and the futures of the
-  ``receive()`` calls waiting on it. A message leaves the deque only inside a ``receive()``
-  that returns it, with no ``await`` in between: a cancelled ``receive()`` takes nothing.
 - A group here is its local members' inboxes. ``group_send`` fans out to them at once and
   publishes once on the group's broker channel; every other process that has members
   fans out the same way, and a process ignores its own echo.
@@ -20,13 +18,14 @@ import contextlib
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ...brokers import BrokerEvent, MemoryBroker, broker_from_url
 from ...exceptions import BrokerClosed
 from . import layer_wire as wire
-from .layer_state import Group, Inbox, Report, Subscriptions
+from .layer_buffers import Buffers, ChannelReader, Inbox
+from .layer_state import Group, Subscriptions
 
 if TYPE_CHECKING:
     from .layer import BrokerChannelLayer
@@ -37,23 +36,15 @@ logger = logging.getLogger("asgi_ws.channels")
 PROBE_TIMEOUT = 5.0
 
 
-class Core:
-    """One event loop's share of a layer (see the module docstring)."""
+class Core(Buffers):
+    """One event loop's share of a layer: its buffers and its broker (see the module docstring)."""
 
     def __init__(self, layer: BrokerChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
-        self.layer = layer
-        self.loop = loop
-        self.node = layer.node
-        self.stats = layer.stats
-        self.clock: Callable[[], float] = layer._clock
-        self.expiry = float(layer.expiry)
-        self.unpack = layer.codec.unpack
+        super().__init__(layer, loop)
         self.broker = broker_from_url(layer.url)
         self.remote = not isinstance(self.broker, MemoryBroker)
-        self.inboxes: dict[str, Inbox] = {}
         self.groups: dict[str, Group] = {}
         self.subscriptions = Subscriptions(self)
-        self.report = Report(loop, layer.log_interval)
         prefix = layer.prefix
         self.node_channel = f"{prefix}:n:{self.node}"
         self.all_channel = f"{prefix}:all"
@@ -63,7 +54,6 @@ class Core:
         self._start_lock = asyncio.Lock()
         self._sweeper: asyncio.TimerHandle | None = None
         self.started = False
-        self.closed = False
 
     # -- lifetime ----------------------------------------------------------------------------------
 
@@ -106,16 +96,7 @@ class Core:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        listeners = []
-        for inbox in self.inboxes.values():
-            for waiter in inbox.waiters:
-                if not waiter.done():
-                    waiter.set_exception(BrokerClosed("the channel layer was closed"))
-            if inbox.listener is not None:
-                listeners.append(inbox.listener)
-        self.inboxes.clear()
-        for listener in listeners:  # their readers raise BrokerClosed once they find nothing left
-            listener()
+        self.close_buffers()
         self.groups.clear()
         await self.broker.close()
 
@@ -152,99 +133,6 @@ class Core:
 
     # -- channels ------------------------------------------------------------------------------------
 
-    def inbox(self, name: str, general: bool = False) -> Inbox:
-        inbox = self.inboxes.get(name)
-        if inbox is None:
-            inbox = self.inboxes[name] = Inbox(name, self.layer.get_capacity(name), general)
-            inbox.used_at = self.clock()
-        return inbox
-
-    def release(self, inbox: Inbox) -> None:
-        """Forget an inbox nobody needs: empty, nobody waiting, in no group (general ones: see sweep)."""
-        unused = (
-            not inbox.items and not inbox.waiters and not inbox.groups and not inbox.general and inbox.listener is None
-        )
-        if unused and self.inboxes.get(inbox.name) is inbox:
-            del self.inboxes[inbox.name]
-
-    def offer(self, inbox: Inbox, payload: bytes, expires: float) -> bool:
-        """Buffer ``payload`` in ``inbox``; when full, first drop what expired there."""
-        if inbox.put(payload, expires) or (self.purge(inbox, self.clock()) and inbox.put(payload, expires)):
-            self.stats.delivered += 1
-            return True
-        return False
-
-    def purge(self, inbox: Inbox, now: float) -> int:
-        """Drop the expired messages at the head of ``inbox``; its channel leaves its groups (an
-        unread message waited ``expiry`` seconds: the consumer is presumed gone)."""
-        items, count = inbox.items, 0
-        while items and items[0][0] <= now:
-            items.popleft()
-            count += 1
-        if count:
-            self.stats.expired += count
-            self.report.add("expired", count, f"channel {inbox.name!r}")
-            if inbox.groups:
-                groups, inbox.groups = inbox.groups, set()
-                for name in groups:
-                    self.leave_later(name, inbox.name)
-                self.stats.memberships_expired += len(groups)
-                self.report.add("left", len(groups), f"{inbox.name!r} from group {next(iter(groups))!r}")
-        return count
-
-    async def receive(self, name: str) -> dict[str, Any]:
-        inbox = self.inboxes.get(name)
-        if inbox is None:
-            owner = wire.owner_of(name)
-            if owner is None:
-                inbox = await self.listen(name)
-            elif owner == self.node:
-                inbox = self.inbox(name)
-            else:
-                raise ValueError(f"channel {name!r} was not made by this layer's new_channel(): it never arrives here")
-        items = inbox.items
-        while True:
-            if items:
-                if items[0][0] <= self.clock():
-                    self.purge(inbox, self.clock())
-                    continue
-                payload = items.popleft()[1]  # from here to the return, no await: nothing is lost
-                if inbox.general:
-                    inbox.used_at = self.clock()
-                elif not items:
-                    self.release(inbox)
-                return self.unpack(payload)  # type: ignore[no-any-return]
-            current = self.inboxes.get(name)
-            if current is not inbox:  # released meanwhile (its last messages expired): wait where sends go
-                if current is not None:
-                    inbox, items = current, current.items
-                    continue
-                self.inboxes[name] = inbox
-            waiter = self.loop.create_future()
-            inbox.waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    inbox.wake()  # woken, then cancelled before running: wake the next receiver instead
-                else:
-                    with contextlib.suppress(ValueError):
-                        inbox.waiters.remove(waiter)
-                self.release(inbox)
-                raise
-
-    def reader(self, name: str, listener: Callable[[], None]) -> ChannelReader:
-        """Read this process's channel ``name`` directly (see :class:`ChannelReader`)."""
-        inbox = self.inbox(name)
-        if inbox.listener is not None:
-            raise RuntimeError(f"channel {name!r} already has a reader")
-        inbox.listener = listener
-        return ChannelReader(self, inbox)
-
-    def listening(self, name: str) -> bool:
-        inbox = self.inboxes.get(name)
-        return inbox is not None and inbox.general
-
     async def listen(self, name: str) -> Inbox:
         """Buffer what is sent to the general channel ``name`` from now on (subscribe to it)."""
         inbox = self.inbox(name, general=True)
@@ -268,23 +156,6 @@ class Core:
             await self.publish(self._general_prefix + name, wire.frame(wire.CHANNEL, self.node, name, payload))
         else:
             await self.publish(self._node_prefix + owner, wire.frame(wire.CHANNEL, self.node, name, payload))
-
-    def deliver(self, name: str, payload: bytes, create: bool = False) -> None:
-        """A message for channel ``name`` of this process came from the broker (or a group's forward)."""
-        inbox = self.inboxes.get(name)
-        if inbox is None:
-            if not create and wire.owner_of(name) is None:
-                self.unroutable(f"general channel {name!r}, listened to no more")
-                return
-            inbox = self.inbox(name, general=wire.owner_of(name) is None)
-        if not self.offer(inbox, payload, self.clock() + self.expiry):
-            self.release(inbox)
-            self.stats.dropped_full += 1
-            self.report.add("full", 1, f"channel {name!r}")
-
-    def unroutable(self, what: str) -> None:
-        self.stats.unroutable += 1
-        self.report.add("unroutable", 1, what)
 
     # -- groups ----------------------------------------------------------------------------------------
 
@@ -415,10 +286,7 @@ class Core:
         """Drop every buffered message and every group membership of this process."""
         groups = list(self.groups)
         self.groups.clear()
-        for inbox in list(self.inboxes.values()):
-            inbox.items.clear()
-            inbox.groups.clear()
-            self.release(inbox)  # general names stay listened to until idle (sweep)
+        self.drop_buffers()
         if self.remote:
             for group in groups:
                 self.spawn(self.sync_group(group))
@@ -437,16 +305,10 @@ class Core:
     def sweep(self) -> None:
         """Drop expired messages, expired memberships and idle general channels (on a timer)."""
         now = self.clock()
-        for inbox in list(self.inboxes.values()):
-            if inbox.items:
-                self.purge(inbox, now)
-            if inbox.general and not inbox.items and not inbox.waiters and now - inbox.used_at > self.expiry:
-                del self.inboxes[inbox.name]
-                if self.remote:
-                    listening = functools.partial(self.listening, inbox.name)
-                    self.spawn(self.subscriptions.sync(self._general_prefix + inbox.name, listening))
-            else:
-                self.release(inbox)
+        for name in self.sweep_buffers(now):  # idle general names: unsubscribe them
+            if self.remote:
+                listening = functools.partial(self.listening, name)
+                self.spawn(self.subscriptions.sync(self._general_prefix + name, listening))
         if self.layer.group_expiry is not None:
             for state in list(self.groups.values()):
                 self.expire_members(state, now - self.layer.group_expiry)
@@ -532,51 +394,4 @@ class Core:
             )
 
 
-class ChannelReader:
-    """A consumer's direct read of its own channel, instead of a ``receive()`` call per message.
-
-    The inbox calls the listener given to :meth:`Core.reader` after each message it buffers;
-    the consumer takes messages with :meth:`take` when it is ready for one. Messages stay in
-    the buffer until taken (capacity, expiry and ``ChannelFull`` as for ``receive()``), and
-    a message leaves it only inside :meth:`take`, which does not await: a consumer cancelled
-    at any point loses nothing buffered, and :meth:`close` leaves what is left to ``receive()``.
-    """
-
-    __slots__ = ("_core", "_inbox", "name")
-
-    def __init__(self, core: Core, inbox: Inbox) -> None:
-        self._core = core
-        self._inbox = inbox
-        self.name = inbox.name
-
-    def take(self) -> dict[str, Any] | None:
-        """The channel's next message, or None when nothing is buffered.
-
-        Raises:
-            BrokerClosed: the layer was closed on this loop (as a waiting ``receive()`` would).
-        """
-        inbox, core = self._inbox, self._core
-        items = inbox.items
-        while items:
-            if items[0][0] <= core.clock():
-                core.purge(inbox, core.clock())
-                continue
-            return core.unpack(items.popleft()[1])  # type: ignore[no-any-return]
-        if core.closed:
-            raise BrokerClosed("the channel layer was closed")
-        return None
-
-    def ready(self) -> bool:
-        """Whether :meth:`take` has something to say (a message, or that the layer closed)."""
-        return bool(self._inbox.items) or self._core.closed
-
-    def close(self) -> None:
-        """Stop reading: what is left in the buffer stays for ``receive()`` (or expires)."""
-        inbox = self._inbox
-        if inbox.listener is not None:
-            inbox.listener = None
-            if not self._core.closed:
-                self._core.release(inbox)
-
-
-__all__ = ["ChannelReader", "Core"]
+__all__ = ["ChannelReader", "Core"]  # ChannelReader: from layer_buffers, where it now lives

@@ -1,10 +1,10 @@
-"""The pieces of a :class:`~asgi_ws.contrib.channels.layer_core.Core`: a channel's buffer, a
-group's local members, the aggregated drop log, and broker subscriptions that follow demand."""
+"""The pieces of a :class:`~asgi_ws.contrib.channels.layer_core.Core`: a group's local members,
+the aggregated drop log, and broker subscriptions that follow demand (a channel's buffer, the
+:class:`~asgi_ws.contrib.channels.layer_buffers.Inbox`, is in ``layer_buffers``)."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -12,49 +12,10 @@ from typing import TYPE_CHECKING, ClassVar
 from ...exceptions import BrokerError
 
 if TYPE_CHECKING:
+    from .layer_buffers import Inbox
     from .layer_core import Core
 
 logger = logging.getLogger("asgi_ws.channels")
-
-
-class Inbox:
-    """The buffer of one channel in this process, and the ``receive()`` calls waiting on it.
-
-    ``listener``: a consumer reading the buffer directly (:class:`ChannelReader`), called
-    after every message put in it (it takes them itself, when it is ready).
-    """
-
-    __slots__ = ("capacity", "general", "groups", "items", "listener", "name", "used_at", "waiters")
-
-    def __init__(self, name: str, capacity: int, general: bool) -> None:
-        self.name = name
-        self.capacity = capacity
-        self.general = general  # a general name (no "!"): this process listens on its broker channel
-        self.items: collections.deque[tuple[float, bytes]] = collections.deque()
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.groups: set[str] = set()
-        self.used_at = 0.0
-        self.listener: Callable[[], None] | None = None
-
-    def put(self, payload: bytes, expires: float) -> bool:
-        """Buffer ``payload``, wake one waiting ``receive()`` and the listener; False when full."""
-        items = self.items
-        if len(items) >= self.capacity:
-            return False
-        items.append((expires, payload))
-        if self.waiters:
-            self.wake()
-        if self.listener is not None:
-            self.listener()
-        return True
-
-    def wake(self) -> None:
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
 
 class Group:
@@ -152,4 +113,4 @@ class Subscriptions:
                 del self._locks[channel]
 
 
-__all__ = ["Group", "Inbox", "Report", "Subscriptions"]
+__all__ = ["Group", "Report", "Subscriptions"]
