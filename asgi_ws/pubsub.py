@@ -38,7 +38,9 @@ class PubSubApp:
         rooms: the Rooms to use (default: a new ``Rooms("memory://")``).
         authorize: optional ``authorize(scope, channel, action) -> True | False | reason``
             (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``, checked for every
-            client request in addition to ``rooms.authorize``. Only ``True`` allows.
+            client request in addition to ``rooms.authorize``. Only ``True`` allows. A
+            ``presence`` query about a channel the client is not subscribed to is asked as
+            ``"subscribe"``: who is in a channel is what subscribing to it shows.
         max_subscriptions: channels one connection may be subscribed to at once.
         max_publish_bytes: largest ``data`` a client may publish, JSON-encoded, in UTF-8 bytes.
         allow_publish: False makes the endpoint subscribe-only for clients (the server
@@ -212,13 +214,17 @@ class PubSubApp:
         if "id" in message:
             conn.control.send("published", {"channel": channel, **_ref(message)})
 
-    def _presence(self, conn: Connection, message: dict[str, Any]) -> None:
+    async def _presence(self, conn: Connection, message: dict[str, Any]) -> None:
         channel = _channel(message, "presence")
+        if channel not in self.rooms.rooms_of(conn):  # who is in a channel is what subscribing shows
+            await self._check(conn, channel, "subscribe", ref="presence")
         conn.control.send("presence", {"channel": channel, "members": self._members(channel), **_ref(message)})
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def _check(self, conn: Connection, channel: str, action: str) -> None:
+    async def _check(self, conn: Connection, channel: str, action: str, *, ref: str | None = None) -> None:
+        """Refuse (``forbidden``, about ``ref``, default ``action``) what ``authorize`` or
+        ``rooms.authorize`` does not allow."""
         try:
             if self.authorize is not None:
                 verdict = self.authorize(conn.scope, channel, action)
@@ -229,7 +235,7 @@ class PubSubApp:
             if action == "subscribe":
                 await self.rooms.check(conn, channel, action)  # rooms.join checks it too; fail early
         except PermissionDenied as exc:
-            raise ProtocolError("forbidden", exc.reason, action) from None
+            raise ProtocolError("forbidden", exc.reason, ref or action) from None
 
     def _members(self, channel: str) -> list[dict[str, Any]]:
         return [{"member": e.member, "user": e.user, "meta": e.meta} for e in self.rooms.members(channel)]
