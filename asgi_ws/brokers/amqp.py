@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
@@ -49,16 +48,17 @@ from .base import (
     backoff_delays,
     cancel_and_wait,
     check_channel,
+    describe_error,
     emit_event,
+    escape_name,
     retry,
+    scrub,
 )
 
 logger = logging.getLogger("asgi_ws.brokers.amqp")
 
 #: The longest routing key AMQP 0-9-1 carries (a short string: 255 bytes).
 MAX_ROUTING_KEY = 255
-_SAFE_NAME = re.compile(r"[A-Za-z0-9-]+")
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _DEFAULTS = {  # URL query options of the broker's own: see docs/brokers/amqp.md
     "max_message": 16 * 1024 * 1024,
@@ -72,17 +72,16 @@ _FAILURES: tuple[type[BaseException], ...] = (AMQPError, OSError, asyncio.Timeou
 def routing_key(channel: str) -> str:
     """The routing key of ``channel``: one topic word of at most 255 bytes.
 
-    The name's UTF-8 bytes are kept when in ``A-Z a-z 0-9 -`` and written ``_XX`` (hex) otherwise,
-    ``_``, ``.``, ``*`` and ``#`` included, so the key is one word of a topic exchange and never a
-    wildcard, and distinct names get distinct keys. A name whose escaped form would pass 255 bytes
-    becomes ``~`` and the SHA-256 of its UTF-8 bytes in hex (``~`` is never an escape's).
-    ``room-1`` → ``room-1``; ``a.b`` → ``a_2Eb``.
+    The name escaped by :func:`~asgi_ws.brokers.base.escape_name` (its UTF-8 bytes kept when in
+    ``A-Z a-z 0-9 -``, written ``_XX`` otherwise, ``_``, ``.``, ``*`` and ``#`` included), so the
+    key is one word of a topic exchange and never a wildcard, and distinct names get distinct
+    keys. A name whose escaped form would pass 255 bytes becomes ``~`` and the SHA-256 of its
+    UTF-8 bytes in hex (``~`` is never an escape's). ``room-1`` → ``room-1``; ``a.b`` → ``a_2Eb``.
     """
-    if len(channel) <= MAX_ROUTING_KEY and _SAFE_NAME.fullmatch(channel):
-        return channel
-    data = channel.encode("utf-8", "surrogatepass")
-    key = "".join(chr(b) if b in _SAFE_BYTES else f"_{b:02X}" for b in data)
-    return key if len(key) <= MAX_ROUTING_KEY else "~" + hashlib.sha256(data).hexdigest()
+    key = escape_name(channel)
+    if len(key) <= MAX_ROUTING_KEY:
+        return key
+    return "~" + hashlib.sha256(channel.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class _Link:
@@ -303,7 +302,7 @@ class AmqpBroker(Broker):
             raise BrokerClosed("the broker is closed" if self._closed else "the broker is not connected")
 
     def _describe(self, exc: BaseException) -> str:
-        return self._scrub(f"{type(exc).__name__}: {exc}")
+        return describe_error(exc, self._password)
 
     async def _open(self) -> _Link:
         """Connect, declare the exchange and a new queue, consume, and bind every wanted channel."""
@@ -353,7 +352,7 @@ class AmqpBroker(Broker):
         loop = asyncio.get_running_loop()
         try:
             while True:
-                error = self._scrub(await link.lost)
+                error = scrub(await link.lost, self._password)
                 self._link = None
                 await link.close()
                 lost_at = loop.time()
@@ -373,9 +372,6 @@ class AmqpBroker(Broker):
         finally:
             if self._link is not None:
                 await self._link.close()
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
 
 
 __all__ = ["MAX_ROUTING_KEY", "AmqpBroker", "routing_key"]

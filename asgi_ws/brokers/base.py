@@ -34,6 +34,7 @@ import abc
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
@@ -144,6 +145,17 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
 
 
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` (a password or token that an error message may quote) replaced by ``***``."""
+    return text.replace(secret, "***") if secret else text
+
+
+def describe_error(exc: BaseException, secret: str | None = None) -> str:
+    """``"<type>: <message>"`` of ``exc`` (the type alone when it has no message), for a broker's
+    logs and errors, with ``secret`` replaced by ``***`` (:func:`scrub`)."""
+    return scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secret)
+
+
 def backoff_delays(base: float = 0.1, cap: float = 10.0) -> Callable[[int], float]:
     """Full-jitter exponential backoff: the delay before reconnect attempt ``n`` (from 0)."""
 
@@ -201,6 +213,22 @@ def check_channel(channel: str) -> None:
         raise ValueError(f"channel names are non-empty strings of at most {MAX_CHANNEL_LENGTH} characters")
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9-]+")
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def escape_name(channel: str) -> str:
+    """``channel`` as one token of ``A-Z a-z 0-9 - _``, for backends whose names are words
+    (a NATS subject token, an AMQP topic word): its UTF-8 bytes are kept when in
+    ``A-Z a-z 0-9 -`` and written ``_XX`` (hex) otherwise, ``_`` included, so distinct names
+    never share a token. ``room-1`` → ``room-1``; ``a.b`` → ``a_2Eb``.
+    """
+    if _SAFE_NAME.fullmatch(channel):
+        return channel
+    data = channel.encode("utf-8", "surrogatepass")
+    return "".join(chr(b) if b in _SAFE_BYTES else f"_{b:02X}" for b in data)
+
+
 __all__ = [
     "MAX_CHANNEL_LENGTH",
     "Broker",
@@ -210,7 +238,10 @@ __all__ = [
     "backoff_delays",
     "cancel_and_wait",
     "check_channel",
+    "describe_error",
     "emit_event",
+    "escape_name",
     "redact_url",
     "retry",
+    "scrub",
 ]
