@@ -9,18 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import uvicorn
 from websockets.asyncio.client import connect
-from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close, Opcode
-from websockets.http11 import Response
-from websockets.uri import parse_uri
 
 from asgi_ws import BackpressureMiddleware, ResumeMiddleware, Rooms, connection_of
 from asgi_ws.drain import drain, draining
@@ -28,7 +23,7 @@ from asgi_ws.resume import MemorySessionStore
 from asgi_ws.server import Server
 from asgi_ws.types import Message, Receive, Scope, Send
 from tests.client.conftest import until
-from tests.shutdown.conftest import within
+from tests.shutdown.conftest import SlowReader, within
 from tests.support.clients import opened, refusal
 from tests.support.server import serve
 
@@ -67,61 +62,6 @@ async def test_a_handshake_during_the_drain_is_refused_with_503(ws_impl: str) ->
             release.set()
             report = await within(draining_task, 10, "the drain ending once the clean-up is done")
     assert (report.connections, report.closed, report.remaining) == (1, 1, 0)
-
-
-class SlowReader:
-    """A WebSocket client that reads only when told: a raw socket with a small receive buffer,
-    frames parsed by websockets' sans-I/O protocol (websockets' asyncio client keeps reading)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/"))
-        self.events: list[Any] = []
-
-    async def open(self) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # no autotuning up to 32 MiB
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
-        self.reader, self.writer = await asyncio.open_connection(sock=sock)
-        self.protocol.send_request(self.protocol.connect())
-        self._flush()
-        while not self.events:
-            await self._read()
-        assert isinstance(self.events.pop(0), Response) and self.protocol.handshake_exc is None
-
-    async def _read(self) -> None:
-        data = await self.reader.read(65536)
-        if data:
-            self.protocol.receive_data(data)
-        else:
-            self.protocol.receive_eof()
-        self.events.extend(self.protocol.events_received())
-        self._flush()  # the answer to a close frame
-
-    def _flush(self) -> None:
-        for data in self.protocol.data_to_send():
-            if data and not self.writer.is_closing():
-                self.writer.write(data)
-
-    async def read_all(self) -> tuple[list[str], Close | None]:
-        """Every text frame until the connection closes, and the close frame's code and reason."""
-        texts: list[str] = []
-
-        async def to_the_end() -> Close | None:
-            while True:
-                while self.events:
-                    frame = self.events.pop(0)
-                    if frame.opcode == Opcode.TEXT:
-                        texts.append(frame.data.decode())
-                    elif frame.opcode == Opcode.CLOSE:
-                        self.writer.close()
-                        return Close.parse(frame.data)
-                if self.reader.at_eof():
-                    return None
-                await self._read()
-
-        return texts, await within(to_the_end(), 10, "the server writing its backlog and closing")
 
 
 async def test_the_backlog_is_flushed_then_1001_and_the_app_cleans_up(ws_impl: str) -> None:
