@@ -11,9 +11,11 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from ..protocol import decode_batch
+from .policy import MIN_HEARTBEAT
+from .resume import resume_mismatch
 
 if TYPE_CHECKING:
     from .connection import Link
@@ -40,8 +42,8 @@ def _welcome(link: Link, message: dict[str, Any]) -> None:
     heartbeat = client.features.get("heartbeat")
     if client._settings.heartbeat and isinstance(heartbeat, dict):
         interval, timeout = heartbeat.get("interval"), heartbeat.get("timeout")
-        if _positive(interval) and _positive(timeout):
-            link.hb = (float(interval), float(timeout))
+        if _positive(interval) and _positive(timeout):  # never more often than MIN_HEARTBEAT
+            link.hb = (max(float(interval), MIN_HEARTBEAT), max(float(timeout), MIN_HEARTBEAT))
 
 
 def _session(link: Link, message: dict[str, Any]) -> None:
@@ -49,7 +51,12 @@ def _session(link: Link, message: dict[str, Any]) -> None:
 
 
 async def _resumed(link: Link, message: dict[str, Any]) -> None:
-    rooms = link.client._resume.on_resumed(message)
+    resume = link.client._resume
+    mismatch = resume_mismatch(message, resume.received)
+    if mismatch is not None:  # a broken server: frames were missed, or will come twice
+        logger.warning("asgi_ws client: %s", mismatch)
+        link.client._events.emit("error", code="resume_mismatch", reason=mismatch, detail=message)
+    rooms = resume.on_resumed(message)
     link.client._events.emit("resumed", detail=message)
     await link.restore(restored=rooms)
 
@@ -73,11 +80,19 @@ def _error(link: Link, message: dict[str, Any]) -> None:
 
 
 def _subscribed(link: Link, message: dict[str, Any]) -> None:
-    link.client._requests.answered("subscribe", message.get("channel"), message)
+    _answered(link, "subscribe", message)
 
 
 def _unsubscribed(link: Link, message: dict[str, Any]) -> None:
-    link.client._requests.answered("unsubscribe", message.get("channel"), message)
+    _answered(link, "unsubscribe", message)
+
+
+def _answered(link: Link, op: Literal["subscribe", "unsubscribe"], message: dict[str, Any]) -> None:
+    channel = message.get("channel")
+    if not isinstance(channel, str):  # answers no request (a list or an object would not even be a key)
+        logger.warning("asgi_ws client: ignored a %r message whose channel is not a string", message["$ws"])
+        return
+    link.client._requests.answered(op, channel, message)
 
 
 def _published(link: Link, message: dict[str, Any]) -> None:

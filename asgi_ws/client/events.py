@@ -24,7 +24,7 @@ EventKind = Literal[
     "resume_failed",  # the session could not be resumed (code, reason): the application must resync
     "session_lost",  # the server's store lost the session (close 4404): reconnecting with a new one; resync
     "gave_up",  # max_attempts reconnection attempts failed: attempt, code, reason, exception
-    "error",  # the server sent an error control message: code, reason (its message), detail
+    "error",  # the server sent an error control message, or resumed at another count (resume_mismatch)
     "control",  # another control message for the application (presence_diff...): detail
     "closed",  # the client stopped for good: code, reason, exception (None after close())
 ]

@@ -38,6 +38,10 @@ RESTART_CODES: frozenset[int] = frozenset({CloseCode.GOING_AWAY, CloseCode.SERVI
 #: HTTP statuses of a refused handshake that are worth another attempt.
 RETRY_STATUSES: frozenset[int] = frozenset({408, 425, 429})
 
+#: Seconds: the shortest heartbeat interval and timeout the client takes from a ``welcome``
+#: (a server announcing less, 1e-9 say, would otherwise have it ping in a busy loop).
+MIN_HEARTBEAT = 0.1
+
 #: The client acknowledges at least every this many data frames (resumption).
 ACK_EVERY = 100
 #: ...and otherwise at most once per this many seconds, when its count advanced.
@@ -191,6 +195,7 @@ def ack_due(count: int, acked: int, now: float, last_ack_at: float) -> bool:
 __all__ = [
     "ACK_EVERY",
     "ACK_INTERVAL",
+    "MIN_HEARTBEAT",
     "RESTART_CODES",
     "RETRY_STATUSES",
     "STOP_CODES",

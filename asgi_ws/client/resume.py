@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..close_codes import CloseCode
+from ..protocol import MAX_SAFE_INTEGER
 
 logger = logging.getLogger("asgi_ws.client")
 
@@ -96,11 +97,7 @@ class ResumeState:
             self.token = token
         if isinstance(message.get("id"), str):
             self.session_id = message["id"]
-        if isinstance(seq, int):
-            if seq != self.received:
-                logger.warning(
-                    "asgi_ws client: resumed at seq %d but the client had received %d frames", seq, self.received
-                )
+        if _count(seq):  # the server numbers from there on (resume_mismatch tells a different one)
             self.received = seq
             self.acked = min(self.acked, seq)
         self._window(message)
@@ -139,4 +136,23 @@ class ResumeState:
             self.window = float(window)
 
 
-__all__ = ["ResumeState"]
+def resume_mismatch(message: Mapping[str, Any], received: int) -> str | None:
+    """What is wrong with a ``resumed`` message's ``seq``, or None when it is the client's count.
+
+    A server resumes at the count the client sent (``ws_seq``): another ``seq`` means frames the
+    client never got are skipped (ahead) or frames it has come again (behind); one that is not
+    a count (a float, a bool, negative, beyond 2**53 - 1) is ignored.
+    """
+    seq = message.get("seq")
+    if not _count(seq):
+        return f"ignored the seq of a resumed message, which is not a count: {str(seq)[:40]}"
+    if seq != received:
+        return f"resumed at seq {seq} but the client had received {received} frames"
+    return None
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value <= MAX_SAFE_INTEGER
+
+
+__all__ = ["ResumeState", "resume_mismatch"]
