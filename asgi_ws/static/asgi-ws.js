@@ -178,6 +178,14 @@
 
   // src/resume.ts
   var ACK_EVERY = 100;
+  function isCount(value) {
+    return Number.isSafeInteger(value) && value >= 0;
+  }
+  function resumeMismatch(message, received) {
+    const seq = message.seq;
+    if (!isCount(seq)) return `ignored the seq of a resumed message, which is not a count: ${String(JSON.stringify(seq)).slice(0, 40)}`;
+    return seq === received ? null : `resumed at seq ${seq} but the client had received ${received} frames`;
+  }
   var ResumeState = class {
     constructor(enabled = true) {
       this.enabled = enabled;
@@ -230,7 +238,7 @@
       this.pending = false;
       if (typeof message.token === "string") this.token = message.token;
       if (typeof message.id === "string") this.id = message.id;
-      if (typeof message.seq === "number") {
+      if (isCount(message.seq)) {
         this.received = message.seq;
         this.acked = Math.min(this.acked, message.seq);
       }
@@ -323,6 +331,26 @@
   };
   var noop = () => {
   };
+  var OWN_EVENTS = /* @__PURE__ */ new Set([
+    "open",
+    "close",
+    "reconnecting",
+    "giveup",
+    "state",
+    "message",
+    "raw",
+    "rtt",
+    "session_lost",
+    "control",
+    "error",
+    "welcome",
+    "session",
+    "resumed",
+    "resume_failed",
+    "subscribed",
+    "unsubscribed",
+    "published"
+  ]);
   var _AsgiWs = class _AsgiWs {
     constructor(url, options = {}) {
       /** The current socket (null between connections). */
@@ -705,7 +733,7 @@
       const handler = Object.prototype.hasOwnProperty.call(table, message.$ws) ? table[message.$ws] : null;
       if (handler) handler(this, message);
       else {
-        this.emit(message.$ws, message);
+        if (!OWN_EVENTS.has(message.$ws)) this.emit(message.$ws, message);
         this.emit("control", message);
       }
     }
@@ -883,6 +911,10 @@
       client.emit("session", message);
     },
     resumed(client, message) {
+      const mismatch = resumeMismatch(message, client.resumeState.received);
+      if (mismatch !== null) {
+        client.emit("error", { $ws: "error", code: "resume_mismatch", message: mismatch, detail: message });
+      }
       const rooms = client.resumeState.onResumed(message);
       client.restore(rooms);
       client.emit("resumed", message);

@@ -38,7 +38,7 @@ import {
   VERSION,
 } from "./protocol";
 import { type BufferPolicy, SendQueue } from "./queue";
-import { ACK_EVERY, ResumeState, SessionPersistence, type SessionSnapshot, type StorageLike } from "./resume";
+import { ACK_EVERY, ResumeState, resumeMismatch, SessionPersistence, type SessionSnapshot, type StorageLike } from "./resume";
 import { OPEN, resolveWebSocket, type WebSocketConstructor, type WebSocketLike } from "./websocket";
 
 /** Where to connect: a URL (relative to the page in browsers), a list tried in turn after each failure, or a function called before every attempt. */
@@ -135,6 +135,12 @@ const DEFAULT_CLOCK: Clock = {
 };
 
 const noop = (): void => {};
+
+/** Events the client emits itself: never under the name of a control message's operation. */
+const OWN_EVENTS: ReadonlySet<string> = new Set([
+  "open", "close", "reconnecting", "giveup", "state", "message", "raw", "rtt", "session_lost", "control",
+  "error", "welcome", "session", "resumed", "resume_failed", "subscribed", "unsubscribed", "published",
+]);
 
 export class AsgiWs {
   /** Where to connect (see UrlSource); read before every attempt. */
@@ -586,7 +592,9 @@ export class AsgiWs {
     const handler = Object.prototype.hasOwnProperty.call(table, message.$ws) ? table[message.$ws] : null;
     if (handler) handler(this, message);
     else {
-      this.emit(message.$ws, message);
+      // Named after its operation, unless that names one of the client's own events: a server's
+      // {"$ws":"close"} or {"$ws":"message"} is not a close, nor a delivery.
+      if (!OWN_EVENTS.has(message.$ws)) this.emit(message.$ws, message);
       this.emit("control", message);
     }
   }
@@ -788,6 +796,11 @@ export class AsgiWs {
       client.emit("session", message);
     },
     resumed(client, message) {
+      const mismatch = resumeMismatch(message, client.resumeState.received);
+      if (mismatch !== null) {
+        // A broken server: frames were missed, or come twice; the application should resync.
+        client.emit("error", { $ws: "error", code: "resume_mismatch", message: mismatch, detail: message });
+      }
       const rooms = client.resumeState.onResumed(message);
       client.restore(rooms);
       client.emit("resumed", message as ResumedMessage);

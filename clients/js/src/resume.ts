@@ -24,6 +24,23 @@ export interface StorageLike {
   removeItem(key: string): void;
 }
 
+/** Whether `value` is a count of frames: an integer from 0 to 2**53 - 1. */
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/**
+ * What is wrong with a `resumed` message's `seq`, or null when it is the client's count
+ * `received`. A server resumes at the count the client sent (`ws_seq`): another one means frames
+ * the client never got were skipped (ahead) or frames it has come again (behind); one that is
+ * not a count (a fraction, negative, beyond 2**53 - 1, not a number) is ignored.
+ */
+export function resumeMismatch(message: ControlMessage, received: number): string | null {
+  const seq = message.seq;
+  if (!isCount(seq)) return `ignored the seq of a resumed message, which is not a count: ${String(JSON.stringify(seq)).slice(0, 40)}`;
+  return seq === received ? null : `resumed at seq ${seq} but the client had received ${received} frames`;
+}
+
 export class ResumeState {
   /** Id of the current session, once the server created one. */
   id: string | null = null;
@@ -80,7 +97,8 @@ export class ResumeState {
     this.pending = false;
     if (typeof message.token === "string") this.token = message.token;
     if (typeof message.id === "string") this.id = message.id;
-    if (typeof message.seq === "number") {
+    if (isCount(message.seq)) {
+      // The server numbers from there on (resumeMismatch tells a count other than the client's).
       this.received = message.seq;
       this.acked = Math.min(this.acked, message.seq);
     }
