@@ -1,33 +1,22 @@
 """``nats://`` and ``tls://``: NATS core pub/sub through nats-py, for processes on any number of hosts.
 
 NATS core is at-most-once and keeps nothing, as Redis pub/sub: that is what the broker contract
-asks for (an outage's loss window is reported, not hidden). JetStream is used for history only.
-
-**History** (``?history=N&history_ttl=3600``, a server with JetStream): each channel gets a
-JetStream stream of its own, capturing its subject, limited to N messages and to
-``history_ttl`` seconds of age, which republishes every stored message (RePublish) on
-``<prefix>._h.<token>`` with its stream sequence in a header. Publishing is a JetStream
-publish (acknowledged once stored); subscribers listen to the republished subject, so a
-message is delivered only after it is kept, in the stream's order. One stream per channel
-makes the sequence numbers consecutive in a channel, which is what positions are
-(:mod:`asgi_ws.brokers.history`); the stream's name ends with the time it was created, in
-milliseconds: the epoch. The first publish to a channel creates its stream (a race between
-processes is harmless: the loser finds the winner's). History is read with a short-lived pull
-consumer. A message over the server's ``max_payload`` cannot be kept (``ValueError``).
+asks for (an outage's loss window is reported, not hidden). JetStream is used for history only
+(``?history=N&history_ttl=3600``: a stream per channel, :mod:`~asgi_ws.brokers.nats_history`);
+a message over the server's ``max_payload`` cannot be kept (``ValueError``).
 
 Each channel is one subject, ``<prefix>.<escaped name>`` (:func:`channel_subject`), and one
 nats-py subscription. nats-py feeds each subscription's callback from a bounded pending queue in
 a task of its own; the callback here calls ``deliver`` directly, with no queue or task of ours.
 A payload over the server's ``max_payload`` is sent as chunks carrying an ``Asgi-Ws-Chunk``
-header and joined again on receipt (:class:`Reassembler`). URLs, limits and tuning are in
-``docs/brokers/nats.md``.
+header and joined again on receipt (:mod:`~asgi_ws.brokers.nats_chunks`). nats-py reconnects;
+the broker chooses the delay (full-jitter backoff) and reports the loss window. URLs, limits
+and tuning are in ``docs/brokers/nats.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import inspect
 import itertools
 import logging
@@ -45,21 +34,24 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.errors import OutboundBufferLimitError, SlowConsumerError, StaleConnectionError, UnexpectedEOF
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    DiscardPolicy,
-    RePublish,
-    StorageType,
-    StreamConfig,
-)
-from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError
 
 from .._repeated import RepeatedLog
 from ..exceptions import BrokerClosed, BrokerError, BrokerUnavailable, ConfigurationError
-from .base import START, Broker, BrokerEvent, Deliver, OnEvent, backoff_delays, check_channel, position_key, redact_url
-from .history import after_history, position
+from .base import (
+    Broker,
+    BrokerEvent,
+    Deliver,
+    OnEvent,
+    backoff_delays,
+    check_channel,
+    describe_error,
+    emit_event,
+    escape_name,
+    redact_url,
+)
+from .history import position
+from .nats_chunks import CHUNK_HEADER, Reassembler, split
+from .nats_history import StreamHistory, epoch_of
 
 if TYPE_CHECKING:
     from nats.aio.client import Server
@@ -70,10 +62,6 @@ logger = logging.getLogger("asgi_ws.brokers.nats")
 _repeated = RepeatedLog(logger, 60.0)
 _slow_consumer = RepeatedLog(logger, 10.0)
 
-CHUNK_HEADER = "Asgi-Ws-Chunk"  # "<message id> <index>/<count>"
-_HEADER_ROOM = 256  # bytes of max_payload left to a chunk's header block
-_SAFE_NAME = re.compile(r"[A-Za-z0-9-]+")
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 _DEFAULTS = {  # URL query options: see docs/brokers/nats.md
     "pending_msgs": 65_536,
@@ -83,7 +71,6 @@ _DEFAULTS = {  # URL query options: see docs/brokers/nats.md
     "history": 0,
 }
 _HISTORY_OPTIONS = {"history_ttl", "history_storage"}
-_REPUBLISHED = "_h"  # <prefix>._h.<token>: a subject of three tokens, never a channel's
 _OWN_OPTIONS = {"servers", "allow_reconnect", "max_reconnect_attempts", "reconnect_time_wait", "pending_size"}
 _OWN_OPTIONS |= {"error_cb", "disconnected_cb", "reconnected_cb", "closed_cb", "reconnect_to_server_handler"}
 # Newer nats-py (2.16 has it) lets a handler choose the delay before each reconnection attempt (backoff with jitter).
@@ -93,73 +80,12 @@ _HAS_RECONNECT_HANDLER = "reconnect_to_server_handler" in inspect.signature(Clie
 def channel_subject(prefix: str, channel: str) -> str:
     """The NATS subject of ``channel``: ``prefix``, a dot, then the name as one token.
 
-    The name's UTF-8 bytes are kept when in ``A-Z a-z 0-9 -`` and written ``_XX`` (hex) otherwise,
-    ``_`` included, so the token is a valid subject token (no dot, space or wildcard) and
-    distinct names never share a subject. ``room-1`` → ``asgi_ws.room-1``; ``a.b`` → ``asgi_ws.a_2Eb``.
+    The token is :func:`~asgi_ws.brokers.base.escape_name`'s: the name's UTF-8 bytes kept when
+    in ``A-Z a-z 0-9 -`` and written ``_XX`` (hex) otherwise, ``_`` included, so it is a valid
+    subject token (no dot, space or wildcard) and distinct names never share a subject.
+    ``room-1`` → ``asgi_ws.room-1``; ``a.b`` → ``asgi_ws.a_2Eb``.
     """
-    if _SAFE_NAME.fullmatch(channel):
-        return f"{prefix}.{channel}"
-    data = channel.encode("utf-8", "surrogatepass")
-    return prefix + "." + "".join(chr(b) if b in _SAFE_BYTES else f"_{b:02X}" for b in data)
-
-
-class Reassembler:
-    """Joins chunked messages, holding at most ``limit`` bytes of incomplete ones.
-
-    A message one of whose chunks was lost (NATS core is at-most-once) is dropped, as is the least
-    recently extended incomplete message when ``limit`` is exceeded; ``dropped`` counts them.
-    """
-
-    MAX_PENDING = 1024  # incomplete and broken messages tracked at most
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.dropped = 0
-        self._parts: dict[str, list[bytes]] = {}
-        self._held = 0
-        self._broken: dict[str, None] = {}  # ids whose remaining chunks are ignored
-
-    def add(self, header: str, chunk: bytes) -> bytes | None:
-        """Take one chunk; return the whole payload on its last chunk, else None.
-
-        Raises:
-            ValueError: ``header`` is not ``"<message id> <index>/<count>"``.
-        """
-        msg_id, _, position = header.partition(" ")
-        index_text, _, count_text = position.partition("/")
-        index, count = int(index_text), int(count_text)
-        if not msg_id or not 0 <= index < count:
-            raise ValueError(f"malformed {CHUNK_HEADER} header: {header!r}")
-        last = index == count - 1
-        if msg_id in self._broken:
-            if last:
-                del self._broken[msg_id]
-            return None
-        parts = self._parts.pop(msg_id, [])
-        if len(parts) != index:
-            self._held -= sum(map(len, parts))
-            self._drop(msg_id, "a chunk is missing", last)
-            return None
-        parts.append(chunk)
-        if last:
-            payload = b"".join(parts)
-            self._held -= len(payload) - len(chunk)
-            return payload
-        self._parts[msg_id] = parts  # re-inserted: the dict's order is least recently extended first
-        self._held += len(chunk)
-        while self._held > self.limit or len(self._parts) > self.MAX_PENDING:
-            oldest = next(iter(self._parts))
-            self._held -= sum(map(len, self._parts.pop(oldest)))
-            self._drop(oldest, f"over the reassembly limit of {self.limit} bytes", False)
-        return None
-
-    def _drop(self, msg_id: str, why: str, last: bool) -> None:
-        self.dropped += 1
-        _repeated.warning("a chunked NATS message was dropped (%s); %d dropped so far", why, self.dropped, key="chunk")
-        if not last:
-            self._broken[msg_id] = None
-            while len(self._broken) > self.MAX_PENDING:
-                del self._broken[next(iter(self._broken))]
+    return f"{prefix}.{escape_name(channel)}"
 
 
 class NatsBroker(Broker):
@@ -211,7 +137,9 @@ class NatsBroker(Broker):
         self.history_storage = options.get("history_storage", "file")
         if self.history_storage not in ("file", "memory"):
             raise ConfigurationError("history_storage is file or memory")
-        self._streams: dict[str, str] = {}  # channel -> the name of its history stream
+        self._history = StreamHistory(
+            self.prefix, size=self.history_size, ttl=self.history_ttl, storage=self.history_storage
+        )
         self._options: dict[str, Any] = {"name": f"asgi_ws pid {os.getpid()}", "connect_timeout": 2}
         self._options |= {"ping_interval": 10, "max_outstanding_pings": 2, **nats_options}
         if userinfo:
@@ -241,8 +169,7 @@ class NatsBroker(Broker):
         return redact_url(self.url)
 
     def _describe(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        return text.replace(self._secret, "***") if self._secret else text
+        return describe_error(exc, self._secret)
 
     async def connect(self, deliver: Deliver, on_event: OnEvent | None = None) -> None:
         """Connect to the first server that answers, or raise BrokerUnavailable within seconds.
@@ -314,11 +241,8 @@ class NatsBroker(Broker):
                 return None
             if len(payload) > self.max_message:
                 raise ValueError(f"{len(payload)} bytes is over max_message={self.max_message} bytes")
-            step = nc.max_payload - _HEADER_ROOM
-            count, msg_id = -(-len(payload) // step), next(self._ids)
-            for index, start in enumerate(range(0, len(payload), step)):
-                headers = {CHUNK_HEADER: f"{msg_id} {index}/{count}"}
-                await nc.publish(subject, payload[start : start + step], headers=headers)
+            for chunk, headers in split(payload, nc.max_payload, next(self._ids)):
+                await nc.publish(subject, chunk, headers=headers)
         except OutboundBufferLimitError as exc:
             raise BrokerError(
                 f"NATS at {self.safe_url} is unreachable and outbound_buffer={self.outbound_buffer} bytes is full"
@@ -327,64 +251,17 @@ class NatsBroker(Broker):
             raise BrokerError(f"cannot publish to NATS at {self.safe_url}: {self._describe(exc)}") from exc
         return None
 
-    # -- history (JetStream) ------------------------------------------------------------------
-
-    def _stream_config(self, channel: str, subject: str, name: str) -> StreamConfig:
-        return StreamConfig(
-            name=name,
-            subjects=[subject],
-            max_msgs=self.history_size,
-            max_age=self.history_ttl,
-            storage=StorageType.FILE if self.history_storage == "file" else StorageType.MEMORY,
-            discard=DiscardPolicy.OLD,
-            republish=RePublish(src=subject, dest=self._republished(channel)),
-            allow_direct=True,
-        )
-
-    def _republished(self, channel: str) -> str:
-        return f"{self.prefix}.{_REPUBLISHED}.{channel_subject(self.prefix, channel)[len(self.prefix) + 1 :]}"
+    # -- history (JetStream: nats_history.py) ------------------------------------------------------
 
     async def _publish_kept(self, nc: Client, channel: str, subject: str, payload: bytes) -> str:
         if len(payload) > nc.max_payload:
             raise ValueError(
                 f"{len(payload)} bytes is over the NATS server's max_payload: a kept message is one message"
             )
-        js = nc.jetstream()
         try:
-            for attempt in range(3):
-                try:
-                    ack = await js.publish(subject, payload)
-                    break
-                except NoStreamResponseError:  # the channel's first message: create its stream
-                    if attempt == 2:
-                        raise
-                    await self._create_stream(js, channel, subject)
+            return await self._history.publish(nc.jetstream(), channel, subject, payload)
         except (NatsError, asyncio.TimeoutError) as exc:
             raise BrokerError(f"cannot publish to NATS at {self.safe_url}: {self._describe(exc)}") from exc
-        self._streams[channel] = ack.stream
-        return position(_epoch_of(ack.stream), ack.seq)
-
-    async def _create_stream(self, js: Any, channel: str, subject: str) -> None:
-        digest = hashlib.sha256(channel.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        name = f"{self.prefix.replace('.', '_')}_{digest}_{int(time.time() * 1000)}"
-        try:
-            await js.add_stream(self._stream_config(channel, subject, name))
-        except BadRequestError as exc:  # another process created it first (the subject is taken)
-            logger.debug("NATS stream %s not created: %s", name, exc)
-
-    async def _stream_of(self, js: Any, channel: str) -> Any:
-        """The StreamInfo of ``channel``'s history stream, or None if it has none."""
-        subject = channel_subject(self.prefix, channel)
-        name = self._streams.get(channel)
-        try:
-            if name is None:
-                name = await js.find_stream_name_by_subject(subject)
-            return await js.stream_info(name)
-        except NotFoundError:
-            if channel in self._streams:  # deleted since: look it up again
-                del self._streams[channel]
-                return await self._stream_of(js, channel)
-            return None
 
     async def history(self, channel: str, after: str) -> list[tuple[str, bytes]] | None:
         """What ``channel``'s stream kept after ``after`` (:func:`asgi_ws.brokers.history.after_history`).
@@ -395,60 +272,19 @@ class NatsBroker(Broker):
         if not self.history_size:
             return await super().history(channel, after)
         nc = self._check()
-        js = nc.jetstream()
         try:
-            info = await self._stream_of(js, channel)
-            if info is None:
-                return []
-            epoch = _epoch_of(info.config.name)
-            state = info.state
-            after_epoch, after_number = position_key(after)
-            start = 1 if after_epoch < epoch else after_number + 1
-            entries: list[tuple[str, bytes]] = []
-            if after_epoch <= epoch and state.messages and start <= state.last_seq:
-                entries = await self._read(js, info.config.name, channel, max(start, state.first_seq), state.last_seq)
+            return await self._history.after(nc.jetstream(), channel, channel_subject(self.prefix, channel), after)
         except (NatsError, asyncio.TimeoutError) as exc:
             raise BrokerError(f"cannot read history from NATS at {self.safe_url}: {self._describe(exc)}") from exc
-        oldest = position(epoch, state.first_seq) if state.messages else None
-        return after_history(after, oldest, entries, last=position(epoch, state.last_seq))
-
-    async def _read(self, js: Any, stream: str, channel: str, first: int, last: int) -> list[tuple[str, bytes]]:
-        """Messages ``first`` to ``last`` of a stream, with a pull consumer of their own."""
-        epoch = _epoch_of(stream)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=first,
-            ack_policy=AckPolicy.NONE,
-            inactive_threshold=30.0,
-            mem_storage=True,
-        )
-        consumer = await js.pull_subscribe(channel_subject(self.prefix, channel), stream=stream, config=config)
-        entries: list[tuple[str, bytes]] = []
-        try:
-            while not entries or position_key(entries[-1][0])[1] < last:
-                try:
-                    batch = await consumer.fetch(min(last - first + 1 - len(entries), 1000), timeout=2.0)
-                except asyncio.TimeoutError:
-                    break  # trimmed meanwhile: what was read is checked as a whole
-                for msg in batch:
-                    entries.append((position(epoch, msg.metadata.sequence.stream), msg.data))
-        finally:
-            with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                await consumer.unsubscribe()
-                await js.delete_consumer(stream, consumer._consumer)
-        return entries
 
     async def last_position(self, channel: str) -> str:
         if not self.history_size:
             return await super().last_position(channel)
         nc = self._check()
         try:
-            info = await self._stream_of(nc.jetstream(), channel)
+            return await self._history.last_position(nc.jetstream(), channel, channel_subject(self.prefix, channel))
         except (NatsError, asyncio.TimeoutError) as exc:
             raise BrokerError(f"cannot read history from NATS at {self.safe_url}: {self._describe(exc)}") from exc
-        if info is None or not info.state.last_seq:
-            return START
-        return position(_epoch_of(info.config.name), info.state.last_seq)
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe to ``channel``; idempotent."""
@@ -459,7 +295,7 @@ class NatsBroker(Broker):
         self._subs[channel] = None  # nats-py queues the SUB before its first await: later PUBs follow it
         subject, on_message = channel_subject(self.prefix, channel), self._handler(channel)
         if self.history_size:
-            subject = self._republished(channel)
+            subject = self._history.republished(channel)
         # nats-py drops a message that takes a subscription's pending bytes to the limit: keep it above max_payload.
         max_bytes = max(self.pending_bytes, 2 * nc.max_payload)
         try:
@@ -502,7 +338,7 @@ class NatsBroker(Broker):
             if history:  # republished from the channel's stream
                 headers = msg.headers or {}
                 try:
-                    at = position(_epoch_of(headers["Nats-Stream"]), int(headers["Nats-Sequence"]))
+                    at = position(epoch_of(headers["Nats-Stream"]), int(headers["Nats-Sequence"]))
                 except (KeyError, ValueError):
                     _repeated.warning(
                         "NATS message on %r without its stream position: dropped", channel, key="position"
@@ -531,13 +367,6 @@ class NatsBroker(Broker):
         attempt, self._attempts = self._attempts, self._attempts + 1
         return servers[attempt % len(servers)], self._backoff(min(attempt, 30))
 
-    def _emit(self, event: BrokerEvent) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("the broker's on_event callback failed")
-
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
             self.slow_consumer_drops += 1
@@ -558,7 +387,7 @@ class NatsBroker(Broker):
         self._down_since = time.monotonic()
         error = self._last_error or "connection lost"
         logger.warning("NATS connection to %s lost (%s); reconnecting", self.safe_url, error)
-        self._emit(BrokerEvent("disconnected", url=self.safe_url, error=error))
+        emit_event(self._on_event, BrokerEvent("disconnected", url=self.safe_url, error=error))
 
     async def _on_reconnected(self) -> None:
         lost = time.monotonic() - self._down_since if self._down_since is not None else 0.0
@@ -566,18 +395,12 @@ class NatsBroker(Broker):
         logger.warning(
             "NATS connection to %s restored after %.1f s: messages of that time may be lost", self.safe_url, lost
         )
-        self._emit(BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
+        emit_event(self._on_event, BrokerEvent("reconnected", url=self.safe_url, lost_seconds=lost))
 
     async def _on_closed(self) -> None:
         if not self._closed and self._nc is not None:  # nats-py gave up (a fatal -ERR from the server)
             logger.error("NATS closed the connection to %s for good (%s)", self.safe_url, self._last_error)
             await self._on_disconnected()
-
-
-def _epoch_of(stream: str) -> int:
-    """The epoch of a history stream: its name ends with its creation time in milliseconds."""
-    tail = stream.rpartition("_")[2]
-    return int(tail) if tail.isdigit() else 0
 
 
 __all__ = ["CHUNK_HEADER", "NatsBroker", "Reassembler", "channel_subject"]
