@@ -14,7 +14,10 @@ How it is built, and why (the user's view is in ``docs/brokers/redis.md``):
   futures tells each caller when the server has applied its command: concurrent first subscribes
   all take effect before they return. ``subscription_count`` asks the server the same way: the
   reply to UNSUBSCRIBE of a name never used carries this connection's own subscription count.
-- Publishes use a separate client on a bounded, blocking connection pool.
+- Publishes and history reads use a separate client on a bounded, blocking connection pool
+  (:data:`POOL_SIZE` connections, a caller waits up to :data:`POOL_TIMEOUT` seconds for a free
+  one), sized for a reconnect storm: resumes read a room's history once per room at a time
+  (:mod:`asgi_ws.rooms.replay`), publishes go on meanwhile.
 - Channel ``name`` is the Redis channel ``prefix + name`` (UTF-8), prefix ``asgi_ws:`` by
   default. In sharded mode the prefix is a hash tag, ``{asgi_ws:}name``: every channel then lives
   in one cluster slot, so one connection to the node serving it (found by following ``MOVED``)
@@ -54,6 +57,13 @@ from .history import after_history
 logger = logging.getLogger(__name__)
 
 _OWN_OPTIONS = ("prefix", "sharded", "health_check_interval", "history", "history_ttl")
+#: Connections of the publishing pool (``max_connections`` in the URL overrides it): what four
+#: workers' publishes and history reads need in a reconnect storm of 50,000 resumable
+#: clients, with room to spare (docs/brokers/redis.md, "Connection pool").
+POOL_SIZE = 64
+#: Seconds a publish or a history read waits for a free pooled connection before failing
+#: (``timeout`` in the URL): long enough to queue through a storm rather than refuse resumes.
+POOL_TIMEOUT = 30.0
 
 # history=N: the message is added to a stream (the channel's own name, as a key) and published
 # with its stream id in front, in one script: every subscriber sees the ids in stream order.
@@ -100,6 +110,8 @@ class RedisBroker(Broker):
     - ``sharded``: ``1``/``true`` for sharded pub/sub (Redis 7+, and Redis Cluster).
     - ``health_check_interval``: seconds of silence on the subscriber link before a PING, and
       to answer it (default 30; ``0``: never).
+    - ``max_connections`` / ``timeout`` (redis-py's): the publishing pool's size and the wait
+      for a free connection (defaults :data:`POOL_SIZE`, :data:`POOL_TIMEOUT`).
     """
 
     schemes = ("redis", "rediss")
@@ -285,8 +297,8 @@ class RedisBroker(Broker):
 
     def _new_publisher(self) -> Redis:
         kwargs = self._kwargs()
-        kwargs.setdefault("max_connections", 16)
-        kwargs.setdefault("timeout", 5.0)  # to wait for a free connection
+        kwargs.setdefault("max_connections", POOL_SIZE)
+        kwargs.setdefault("timeout", POOL_TIMEOUT)  # to wait for a free connection
         # One immediate retry, on connection errors only: a pooled connection may predate a restart.
         retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         return Redis.from_pool(BlockingConnectionPool(retry=retry, **kwargs))
@@ -517,4 +529,4 @@ def _nowhere(channel: str, payload: bytes, position: str | None = None, /) -> No
     """The deliver callback before connect()."""
 
 
-__all__ = ["RedisBroker"]
+__all__ = ["POOL_SIZE", "POOL_TIMEOUT", "RedisBroker"]

@@ -40,6 +40,7 @@ from .envelope import EnvelopeError, Format
 from .members import Member, Room, RoomsStats, check_room, connection
 from .presence import PresenceEntry, PresenceTracker, check_meta
 from .presence_link import PresenceCallback, PresenceLink
+from .replay import Decoded, HistoryReads
 from .subscription import Fallback, Options, RoomMessage, Subscription, SubscriptionPolicy, check_position
 
 logger = logging.getLogger("asgi_ws.rooms")
@@ -114,6 +115,7 @@ class Rooms:
         self.history = self.broker.history_size > 0
         self.recent = recent if self.history else 0
         self._remote = self.history or not isinstance(self.broker, MemoryBroker)
+        self._history = HistoryReads(self.broker, self.stats, self._malformed, self._spawn)
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
         self._members: dict[Connection, Member] = {}
@@ -395,19 +397,6 @@ class Rooms:
         except Exception as exc:  # the broker is down or closing: it drops its subscriptions itself
             logger.debug("room %r not unsubscribed: %r", state.name, exc)
 
-    async def _history_after(self, room: str, after: str, until: str | None = None) -> list[tuple[str, Any]] | None:
-        """What ``room`` carried after position ``after`` (:meth:`missed`), as published values."""
-        entries = await self._after(room, after, until)
-        if entries is None:
-            return None
-        values: list[tuple[str, Any]] = []
-        for position, kind, body in entries:
-            try:
-                values.append((position, envelope.value_of(kind, body)))
-            except EnvelopeError as exc:
-                self._malformed(f"a message of the history of {room!r}", exc)
-        return values
-
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, room: str, data: Any, *, exclude: Any = None, sender: Any = None) -> int:
@@ -503,7 +492,8 @@ class Rooms:
         no longer reaches back.
 
         Needs a broker with history (``?history=N``). Read from the messages this process
-        fanned out itself when it kept them all (``recent``), else from the broker's history;
+        fanned out itself when it kept them all (``recent``), else from the broker's history,
+        one read per room at a time however many ask at once (:mod:`asgi_ws.rooms.replay`);
         messages published since then reach the room's members live. The ``exclude`` of a
         publish is not applied (the excluded member may be long gone).
         """
@@ -512,27 +502,32 @@ class Rooms:
             return None
         return [(position, envelope.message_for(fmt, room, kind, body)) for position, kind, body in entries]
 
-    async def _after(
-        self, room: str, after: str, until: str | None = None
-    ) -> list[tuple[str, envelope.Kind, bytes]] | None:
+    async def _history_after(self, room: str, after: str, until: str | None = None) -> list[tuple[str, Any]] | None:
+        """What ``room`` carried after position ``after`` (:meth:`missed`), as published values."""
+        entries = await self._after(room, after, until)
+        if entries is None:
+            return None
+        values: list[tuple[str, Any]] = []
+        for position, kind, body in entries:
+            try:
+                values.append((position, envelope.value_of(kind, body)))
+            except EnvelopeError as exc:
+                self._malformed(f"a message of the history of {room!r}", exc)
+        return values
+
+    async def _after(self, room: str, after: str, until: str | None = None) -> list[Decoded] | None:
         """What :meth:`missed` and a subscription's ``after=`` read: the kept newest messages
         when they hold it all, else the broker's history; None when that no longer reaches back."""
         state = self._rooms.get(room)
         kept = state.recent_after(after, until) if state is not None else None
         if kept is not None:
             return kept
-        entries = await self.broker.history(f"{self.namespace}:{room}", after)
-        if entries is None:
-            return None
-        decoded: list[tuple[str, envelope.Kind, bytes]] = []
-        for position, data in entries:
-            try:
-                kind, body, _, _ = envelope.decode(data)
-            except EnvelopeError as exc:  # never delivered live either: the next one's prev tells
-                self._malformed(f"a message of the history of {room!r}", exc)
-                continue
-            decoded.append((position, kind, body))
-        return decoded
+        subscribed = state is not None and state.subscribed
+        entries = await self._history.after(f"{self.namespace}:{room}", after)
+        if entries and subscribed and self.recent and self._rooms.get(room) is state:
+            assert state is not None
+            state.seed(entries, self.recent)  # subscribed all along: the next resumes read memory
+        return entries
 
     # -- the broker's side ---------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ class RoomsStats:
     malformed: int = 0  # broker messages (or presence state entries) not of this library's shape: ignored
     broker_disconnects: int = 0
     broker_lost_seconds: float = 0.0
+    history_requests: int = 0  # what resumes and after= subscriptions asked of the broker's history
+    history_reads: int = 0  # broker reads that answered them (coalesced per room: asgi_ws.rooms.replay)
 
 
 class Member:
@@ -100,6 +102,25 @@ class Room:
         elif recent and recent[-1][0] != prev:
             recent.clear()
         recent.append((position, kind, body))
+
+    def seed(self, entries: list[tuple[str, Kind, bytes]], size: int) -> None:
+        """Keep what a history read returned while the room was subscribed here (so every
+        later message reaches this process live) among the newest messages: the resumes that
+        follow are then served from memory. Only consecutive entries that end where the kept
+        ones begin (or with nothing kept) are taken; the kept newest are never evicted."""
+        epoch, first = position_key(entries[0][0])
+        last = first + len(entries) - 1
+        if position_key(entries[-1][0]) != (epoch, last):
+            return  # a hole (a malformed message left out): not a run of the history
+        recent = self.recent
+        if not recent:
+            self.recent = collections.deque(entries[-size:], maxlen=size)
+            return
+        kept_epoch, kept_first = position_key(recent[0][0])
+        if kept_epoch != epoch or not first < kept_first <= last + 1:
+            return  # not adjoining what is kept
+        older = entries[: kept_first - first][-(size - len(recent)) :] if size > len(recent) else []
+        recent.extendleft(reversed(older))
 
     def recent_after(self, after: str, until: str | None) -> list[tuple[str, Kind, bytes]] | None:
         """The kept messages after ``after`` when they hold the very next one (and reach
