@@ -16,10 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from ._scope import namespace
 from .connection import Connection, attach_session
 from .drain import DRAIN_TIMEOUT, drain
 from .exceptions import ConfigurationError, PermissionDenied
 from .protocol import ProtocolError, field
+from .resume.handshake import ROOM_CHECK
 from .rooms import Rooms
 from .rooms.envelope import payload_of
 from .rooms.members import MAX_ROOM_LENGTH
@@ -40,7 +42,9 @@ class PubSubApp:
             (sync or async), ``action`` being ``"subscribe"`` or ``"publish"``, checked for every
             client request in addition to ``rooms.authorize``. Only ``True`` allows. A
             ``presence`` query about a channel the client is not subscribed to is asked as
-            ``"subscribe"``: who is in a channel is what subscribing to it shows.
+            ``"subscribe"``: who is in a channel is what subscribing to it shows. Behind
+            ResumeMiddleware, a resumed session gets back only the channels it says True for,
+            asked with the new connection's scope.
         max_subscriptions: channels one connection may be subscribed to at once.
         max_publish_bytes: largest ``data`` a client may publish, JSON-encoded, in UTF-8 bytes.
         allow_publish: False makes the endpoint subscribe-only for clients (the server
@@ -94,6 +98,8 @@ class PubSubApp:
             ("publish", self._publish),
             ("presence", self._presence),
         )
+        #: What a resume asks before it restores one of the session's channels (ROOM_CHECK).
+        self._room_check = self._may_subscribe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -112,6 +118,8 @@ class PubSubApp:
         for op, handler in self._operations:
             router.register(op, handler)
         router.announce("pubsub", self._features["pubsub"])
+        if self.authorize is not None:  # a resumed session gets back only what it may still subscribe to
+            namespace(scope)[ROOM_CHECK] = self._room_check
         await conn.run(self._serve, scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -226,16 +234,23 @@ class PubSubApp:
         """Refuse (``forbidden``, about ``ref``, default ``action``) what ``authorize`` or
         ``rooms.authorize`` does not allow."""
         try:
-            if self.authorize is not None:
-                verdict = self.authorize(conn.scope, channel, action)
-                if inspect.isawaitable(verdict):
-                    verdict = await verdict
-                if verdict is not True:
-                    raise PermissionDenied(verdict if isinstance(verdict, str) and verdict else "forbidden")
+            await self._authorized(conn.scope, channel, action)
             if action == "subscribe":
                 await self.rooms.check(conn, channel, action)  # rooms.join checks it too; fail early
         except PermissionDenied as exc:
             raise ProtocolError("forbidden", exc.reason, ref or action) from None
+
+    async def _authorized(self, scope: Scope, channel: str, action: str) -> None:
+        """Raise PermissionDenied unless ``authorize`` (when set) returns True."""
+        if self.authorize is not None:
+            verdict = self.authorize(scope, channel, action)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if verdict is not True:
+                raise PermissionDenied(verdict if isinstance(verdict, str) and verdict else "forbidden")
+
+    async def _may_subscribe(self, scope: Scope, channel: str) -> None:
+        await self._authorized(scope, channel, "subscribe")
 
     def _members(self, channel: str) -> list[dict[str, Any]]:
         return [{"member": e.member, "user": e.user, "meta": e.meta} for e in self.rooms.members(channel)]

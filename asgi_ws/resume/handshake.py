@@ -44,6 +44,12 @@ _unavailable = RepeatedLog(logger, 60.0)
 #: Query parameters of the opt-in; ``docs/resume.md`` shows how to keep them out of access logs.
 RESUME_PARAM = "ws_resume"
 SEQ_PARAM = "ws_seq"
+#: Where an application that authorizes rooms beyond ``rooms.authorize`` (PubSubApp's
+#: ``authorize``) puts its check for a connection: ``scope["asgi_ws"][ROOM_CHECK]``, an async
+#: ``check(scope, room)`` raising :class:`~asgi_ws.exceptions.PermissionDenied`. A resume
+#: restores only the rooms it allows, asked with the new connection's scope (whose user may
+#: have lost a role since the session joined the room).
+ROOM_CHECK = "room_check"
 #: A count of data frames: ASCII digits only (no sign, space or other script), at most 15
 #: (exact in a double, which Redis scripts use).
 _SEQ = re.compile(r"[0-9]{1,15}")
@@ -231,9 +237,12 @@ class SessionHandshake:
             session.release_live(catchup.reached)
 
     async def _join(self, session: Session, room: str, membership: Membership) -> None:
-        rooms = self.mw.rooms
+        rooms, scope = self.mw.rooms, self.conn.scope
         assert rooms is not None
+        check = namespace(scope).get(ROOM_CHECK)
         try:
+            if check is not None:
+                await check(scope, room)
             await rooms.join(room, self.conn, format=membership.format, meta=membership.meta, watch=membership.watch)
         except Exception as exc:  # a room the user may no longer enter, or a broker outage
             session.rooms.pop(room, None)
@@ -323,4 +332,4 @@ def _finish_later(handshake: SessionHandshake, session: Session) -> None:
     spawn(_finish(handshake, session))
 
 
-__all__ = ["RESUME_PARAM", "SEQ_PARAM", "SessionHandshake", "ack"]
+__all__ = ["RESUME_PARAM", "ROOM_CHECK", "SEQ_PARAM", "SessionHandshake", "ack"]
