@@ -84,3 +84,44 @@ async def test_publishes_to_many_channels_are_not_kept_past_the_history_ttl() ->
 
     retained = await _retained("memory://?history=1000&history_ttl=1", publish, pause=1.5)
     assert retained < 1_000_000, f"{retained} bytes kept after {N} publishes of 10 KB to distinct channels"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="asgi_ws/outbound/path.py bounds the control frames waiting for a client that stopped reading "
+    "by count (MAX_PENDING_CONTROL = 64), not by bytes, and BackpressureMiddleware's max_bytes does not apply "
+    "to them: 100 presence requests of ~50 bytes about a room of 300 members with 1 KB meta pinned 20 MB "
+    "(64 answers of 311 KB) for one connection that does not read",
+)
+async def test_a_client_that_stops_reading_cannot_pin_answers_larger_than_its_queue() -> None:
+    app = build_app(broker="memory://", demo=False, rate=100_000, allow_missing_origin=True, resume_window=0,
+                    max_connections_per_ip=1_000)  # fmt: skip
+    async with serve(app, log_config=None, log_level="warning") as server:
+        url = server.ws_url("/ws")
+        members = []
+        try:
+            for _ in range(100):  # a room whose presence answer is ~100 KB
+                member = await connect(url, compression=None)
+                members.append(member)
+                await _answered(member, [{"$ws": "subscribe", "channel": "lobby", "meta": {"name": "m" * 1000}}])
+            async with connect(url, compression=None, max_size=None) as reader:  # the answer is served to a reader
+                await _answered(reader, [{"$ws": "presence", "channel": "lobby"}])
+            tracemalloc.start()
+            try:
+                gc.collect()
+                before = tracemalloc.take_snapshot()
+                attacker = await connect(url, compression=None, max_size=None)
+                members.append(attacker)
+                attacker.transport.pause_reading()  # never reads again
+                for _ in range(100):
+                    await attacker.send(json.dumps({"$ws": "presence", "channel": "lobby"}))
+                await asyncio.sleep(1.0)
+                gc.collect()
+                retained = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+            finally:
+                tracemalloc.stop()
+            # BackpressureMiddleware's default: 1 MiB queued per connection (plus the socket's buffers).
+            assert retained < 3_000_000, f"{retained} bytes pinned by one connection that stopped reading"
+        finally:
+            for member in members:
+                member.transport.abort()
